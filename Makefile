@@ -1,0 +1,35 @@
+# vdisk: `make up` starts it, `make test` runs the whole suite. Both install what is missing first.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# Debian packages the data path and the tests use (none of them is left running as a service).
+DEBS   := ca-certificates
+
+.PHONY: up test deps venv bench lint clean
+
+deps:
+	@tools/install-debs.sh $(DEBS)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+up: deps venv
+	$(VENV)/bin/vdisk up $(ARGS)
+
+test: deps venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: deps venv
+	$(VENV)/bin/python -m tests.bench.run $(ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check vdisk tests
+	$(VENV)/bin/mypy vdisk
+
+clean:
+	rm -rf $(VENV) build *.egg-info

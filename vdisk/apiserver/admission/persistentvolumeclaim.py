@@ -1,0 +1,102 @@
+"""PersistentVolumeClaim: defaults, the DefaultStorageClass plugin, and update rules (never shrink).
+
+Upstream: k8s pkg/apis/core/validation/validation.go (ValidatePersistentVolumeClaim[Update], messages
+verbatim), pkg/registry/core/persistentvolumeclaim/strategy.go, and the DefaultStorageClass admission
+plugin (plugin/pkg/admission/storage/storageclass/setdefault).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...quantity import Quantity, QuantityError
+from ..errors import FieldError, forbidden_field, invalid_value, not_supported, required
+from ..printers import is_default_class
+from . import CREATE, UPDATE, Request, mutator, validator
+
+Obj = dict[str, Any]
+
+ACCESS_MODES = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"]
+
+
+def default_storage_class(req: Request) -> str | None:
+    """The newest StorageClass annotated as default (then by name), as the DefaultStorageClass plugin picks."""
+    defaults = [sc for sc in req.lookup.list("storage.k8s.io", "storageclasses") if is_default_class(sc)]
+    if not defaults:
+        return None
+    defaults.sort(key=lambda sc: (sc["metadata"].get("creationTimestamp", ""), sc["metadata"]["name"]), reverse=True)
+    return str(defaults[0]["metadata"]["name"])
+
+
+@mutator("", "persistentvolumeclaims")
+def default_pvc(req: Request) -> None:
+    obj = req.obj
+    assert obj is not None
+    spec = obj.setdefault("spec", {})
+    if req.operation == CREATE:
+        spec.setdefault("volumeMode", "Filesystem")
+        obj["status"] = {"phase": "Pending"}
+        if "storageClassName" not in spec:
+            name = default_storage_class(req)
+            if name:
+                spec["storageClassName"] = name
+
+
+def _storage(spec: Obj) -> Any:
+    return ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+
+
+@validator("", "persistentvolumeclaims")
+def validate_pvc(req: Request) -> list[FieldError]:
+    obj = req.obj
+    if obj is None:
+        return []
+    spec = obj.get("spec") or {}
+    errs: list[FieldError] = []
+    modes = spec.get("accessModes") or []
+    if not modes and not spec.get("dataSourceRef"):
+        errs.append(required("spec.accessModes", "at least 1 access mode is required"))
+    for m in modes:
+        if m not in ACCESS_MODES:
+            errs.append(not_supported("spec.accessModes", m, ACCESS_MODES))
+    if "ReadWriteOncePod" in modes and len(modes) > 1:
+        errs.append(forbidden_field("spec.accessModes", "may not use ReadWriteOncePod with other access modes"))
+    if spec.get("volumeMode") not in (None, "Filesystem", "Block"):
+        errs.append(not_supported("spec.volumeMode", spec.get("volumeMode"), ["Block", "Filesystem"]))
+    size = _storage(spec)
+    if size is None:
+        errs.append(required("spec.resources[storage]"))
+    else:
+        try:
+            if Quantity.parse(size).value <= 0:
+                errs.append(invalid_value("spec.resources[storage]", str(size), "must be greater than zero"))
+        except QuantityError as exc:
+            errs.append(invalid_value("spec.resources.requests[storage]", str(size), str(exc)))
+    if req.operation == UPDATE and req.old is not None and req.subresource is None and not errs:
+        errs += _validate_update(spec, req.old)
+    return errs
+
+
+def _validate_update(spec: Obj, old: Obj) -> list[FieldError]:
+    errs: list[FieldError] = []
+    old_spec = old.get("spec") or {}
+    bound = (old.get("status") or {}).get("phase") == "Bound"
+    new_c, old_c = dict(spec), dict(old_spec)
+    if not old_spec.get("volumeName"):
+        old_c["volumeName"] = new_c.get("volumeName")  # binding sets volumeName once
+    for c in (new_c, old_c):
+        c.pop("volumeAttributesClassName", None)
+    if bound:
+        new_c["resources"] = old_c.get("resources")
+    old_c.setdefault("volumeMode", "Filesystem")
+    new_c.setdefault("volumeMode", "Filesystem")
+    if new_c != old_c:
+        errs.append(forbidden_field("spec", "spec is immutable after creation except resources.requests and "
+                                    "volumeAttributesClassName for bound claims"))
+    try:
+        if Quantity.parse(_storage(spec)).value < Quantity.parse(_storage(old_spec)).value:
+            errs.append(forbidden_field("spec.resources.requests.storage", "field can not be less than previous "
+                                        "value"))
+    except (QuantityError, TypeError):
+        pass
+    return errs

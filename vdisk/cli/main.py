@@ -1,0 +1,155 @@
+"""The `vdisk` command: `up` (everything on one machine), `apiserver`, `controllers`, `kubeconfig`.
+
+`vdisk up` = the API server, the controllers and (later) a node agent in one process, on asyncio.
+Ctrl-C (SIGINT) or SIGTERM stops it cleanly; starting it again keeps every object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from . import kubeconfig
+
+log = logging.getLogger("vdisk")
+
+DEFAULT_DATA_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "vdisk"
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"--listen must be HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose <= 1:
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vdisk", description="VM disks on Kubernetes, complete on one machine.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the API server, the controllers and a node agent on this machine")
+    for sp in (up, sub.add_parser("apiserver", help="run only the API server")):
+        sp.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="state directory (default %(default)s)")
+        sp.add_argument("--listen", type=_listen, default=("127.0.0.1", 6443), metavar="HOST:PORT",
+                        help="address to serve HTTPS on (default 127.0.0.1:6443; port 0 picks a free one)")
+        sp.add_argument("--no-merge-kubeconfig", action="store_true",
+                        help="do not add the vdisk context to ~/.kube/config (or $KUBECONFIG)")
+        sp.add_argument("--history-retain", type=int, default=10000,
+                        help="revisions kept for watch resumption before compaction (default %(default)s)")
+        sp.add_argument("--compact-interval", type=float, default=300.0, help="seconds between compactions")
+        sp.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks")
+        sp.add_argument("-v", "--verbose", action="count", default=1)
+        sp.add_argument("-q", "--quiet", action="store_true")
+
+    ctl = sub.add_parser("controllers", help="run only the controllers against a cluster (kubeconfig)")
+    ctl.add_argument("--kubeconfig", type=Path, default=None)
+    ctl.add_argument("-v", "--verbose", action="count", default=1)
+
+    kc = sub.add_parser("kubeconfig", help="print the kubeconfig of a data dir")
+    kc.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    return p
+
+
+async def _run_server(args: argparse.Namespace, with_controllers: bool) -> int:
+    from ..apiserver.server import APIServer, ServerConfig
+
+    host, port = args.listen
+    config = ServerConfig(data_dir=args.data_dir.expanduser().resolve(), host=host, port=port,
+                          history_retain=args.history_retain, compact_interval=args.compact_interval,
+                          bookmark_interval=args.bookmark_interval)
+    server = APIServer(config)
+    server.open()
+    await server.start()
+    token = server.tokens.token_for("admin")
+    kc = kubeconfig.build(server.url, server.pki.ca_cert.read_bytes(), token)
+    kc_path = config.data_dir / "kubeconfig"
+    kubeconfig.write(kc_path, kc)
+    merged_into = None
+    if not args.no_merge_kubeconfig:
+        merged_into = kubeconfig.user_kubeconfig_path()
+        kubeconfig.merge_into(merged_into, kc)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks: list[asyncio.Task[None]] = []
+    if with_controllers:
+        from ..controllers.manager import run_controllers
+
+        tasks.append(asyncio.create_task(run_controllers(kc_path, stop)))
+    print(f"vdisk {'is up' if with_controllers else 'apiserver is serving'}: {server.url}", flush=True)
+    print(f"  data dir:    {config.data_dir}", flush=True)
+    print(f"  kubeconfig:  {kc_path}" + (f" (context 'vdisk' merged into {merged_into} and made current)"
+                                          if merged_into else ""), flush=True)
+    print(f"  try:         kubectl{'' if merged_into else f' --kubeconfig {kc_path}'} get namespaces", flush=True)
+    print("  stop:        Ctrl-C", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await server.stop()
+        print("vdisk stopped", flush=True)
+    return 0
+
+
+async def _run_controllers(args: argparse.Namespace) -> int:
+    from ..controllers.manager import run_controllers
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    path = args.kubeconfig or kubeconfig.user_kubeconfig_path()
+    await run_controllers(path, stop)
+    return 0
+
+
+def _event_loop_policy() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep working without it
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command in ("up", "apiserver"):
+        _setup_logging(0 if args.quiet else args.verbose)
+        _event_loop_policy()
+        return asyncio.run(_run_server(args, with_controllers=args.command == "up"))
+    if args.command == "controllers":
+        _setup_logging(args.verbose)
+        _event_loop_policy()
+        return asyncio.run(_run_controllers(args))
+    if args.command == "kubeconfig":
+        path = args.data_dir.expanduser() / "kubeconfig"
+        if not path.exists():
+            print(f"vdisk: no kubeconfig at {path}; run `vdisk up` first", file=sys.stderr)
+            return 1
+        sys.stdout.write(path.read_text())
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
