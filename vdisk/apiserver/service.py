@@ -348,9 +348,8 @@ class Objects:
             patched = strategic_merge_patch(current, body, {"$ref": rt.extra["definition"]}, self._resolve)
         elif content_type in (STRATEGIC_PATCH, APPLY_PATCH):
             raise errors.unsupported_media_type(
-                f"{content_type} is not supported by {rt.api_version(version.name)}, Kind={rt.kind}: the body of "
-                "the request was in an unknown format - accepted media types include: application/json-patch+json, "
-                "application/merge-patch+json" + (", application/strategic-merge-patch+json" if rt.builtin else ""))
+                "the body of the request was in an unknown format - accepted media types include: "
+                "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
         else:
             raise errors.unsupported_media_type(f"the body of the request was in an unknown format - accepted media "
                                                 f"types include: {JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_PATCH}")
