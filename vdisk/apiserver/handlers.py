@@ -19,7 +19,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from . import conversion, discovery, errors, printers
+from . import conversion, discovery, errors, printers, protobuf
 from .patch import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH
 from .registry import ResourceType, Version
 from .requestinfo import RequestInfo, parse_resource_path
@@ -97,6 +97,8 @@ async def read_body(request: web.Request) -> bytes:
 def decode_body(data: bytes, content_type: str) -> Any:
     if not data.strip():
         raise errors.bad_request("the request body is empty")
+    if content_type == protobuf.PROTOBUF:
+        return protobuf.decode(data)
     try:
         if "yaml" in content_type and "apply-patch" not in content_type:
             return yaml.safe_load(data)

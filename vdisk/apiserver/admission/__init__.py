@@ -45,7 +45,7 @@ Mutator = Callable[[Request], None]
 Validator = Callable[[Request], list[FieldError]]
 
 _MUTATORS: dict[tuple[str, str], list[Mutator]] = {}
-_VALIDATORS: dict[tuple[str, str], list[Validator]] = {}
+_VALIDATORS: dict[tuple[str, str], list[tuple[frozenset[str], Validator]]] = {}
 
 
 def mutator(group: str, plural: str) -> Callable[[Mutator], Mutator]:
@@ -56,9 +56,12 @@ def mutator(group: str, plural: str) -> Callable[[Mutator], Mutator]:
     return register
 
 
-def validator(group: str, plural: str) -> Callable[[Validator], Validator]:
+def validator(group: str, plural: str, operations: tuple[str, ...] = ("CREATE", "UPDATE")
+              ) -> Callable[[Validator], Validator]:
+    """Register a validator for the given operations (DELETE requests carry only `req.old`)."""
+
     def register(fn: Validator) -> Validator:
-        _VALIDATORS.setdefault((group, plural), []).append(fn)
+        _VALIDATORS.setdefault((group, plural), []).append((frozenset(operations), fn))
         return fn
 
     return register
@@ -71,8 +74,9 @@ def mutate(req: Request) -> None:
 
 def validate(req: Request) -> list[FieldError]:
     errs: list[FieldError] = []
-    for fn in _VALIDATORS.get((req.rt.group, req.rt.plural), ()):
-        errs.extend(fn(req))
+    for ops, fn in _VALIDATORS.get((req.rt.group, req.rt.plural), ()):
+        if req.operation in ops:
+            errs.extend(fn(req))
     return errs
 
 
@@ -83,6 +87,7 @@ def load_all() -> None:
         datavolume,
         event,
         hostpathprovisioner,
+        hyperconverged,
         namespace,
         persistentvolume,
         persistentvolumeclaim,

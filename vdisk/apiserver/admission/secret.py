@@ -15,7 +15,8 @@ from . import UPDATE, Request, mutator, validator
 def default_secret(req: Request) -> None:
     obj = req.obj
     assert obj is not None
-    obj.setdefault("type", "Opaque")
+    if not obj.get("type"):
+        obj["type"] = "Opaque"
     string_data = obj.pop("stringData", None)
     if isinstance(string_data, dict):
         data = obj.setdefault("data", {}) or {}
