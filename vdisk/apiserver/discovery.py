@@ -112,7 +112,7 @@ def api_resource_list(registry: Registry, group: str, version: str) -> Obj | Non
     if not pairs:
         return None
     resources = []
-    for rt, v in sorted(pairs, key=lambda p: p[0].plural):
+    for rt, _ in sorted(pairs, key=lambda p: p[0].plural):
         r: Obj = {"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced, "kind": rt.kind,
                   "verbs": sorted(rt.verbs)}
         if rt.short_names:

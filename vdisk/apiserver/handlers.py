@@ -246,7 +246,7 @@ async def _resource(srv: APIServer, request: web.Request, info: RequestInfo) -> 
     user = request["vdisk.user"]
     verb = _verb(method, info, request)
     if verb not in rt.verbs and not (info.subresource and verb in ("get", "update", "patch")):
-        raise errors.method_not_allowed(f"the server does not allow this method on the requested resource")
+        raise errors.method_not_allowed("the server does not allow this method on the requested resource")
     srv.authorize(user, verb, rt, info)
     if rt.namespaced and not info.namespace and verb in ("get", "update", "patch", "delete", "create"):
         if verb != "create":

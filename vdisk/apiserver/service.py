@@ -20,11 +20,19 @@ from typing import Any
 
 import orjson
 
-from . import admission, conversion, crd as crdlib, errors
+from . import admission, conversion, errors
+from . import crd as crdlib
 from .builtin import OBJECT_META, definitions
 from .metadata import SERVER_OWNED, generate_name, new_uid, now_rfc3339, validate_meta
-from .patch import (APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, json_patch, merge_patch,
-                    strategic_merge_patch)
+from .patch import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    json_patch,
+    merge_patch,
+    strategic_merge_patch,
+)
 from .registry import Registry, ResourceType, Version
 from .schema import Walker, make_resolver
 from .selectors import Predicate, exact_name, field_predicate, label_predicate

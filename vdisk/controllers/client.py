@@ -16,7 +16,7 @@ from typing import Any
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.core.generic_client import BasicRequest
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
-from lightkube.types import PatchType
+from lightkube.types import PatchType, on_error_raise
 
 Obj = dict[str, Any]
 
@@ -79,13 +79,12 @@ class Client:
             ns = ALL_NS
         it = self._lk.list(kind.resource, namespace=ns, labels=labels, chunk_size=500)
         items = [_plain(o) async for o in it]
-        return items, it.resourceVersion if items or True else ""
+        return items, it.resourceVersion
 
     async def watch(self, kind: Kind, namespace: str | None, resource_version: str,
                     timeout: int = 300) -> AsyncIterator[tuple[str, Obj]]:
         """Watch from `resource_version` with bookmarks; raises ApiError (410 when expired)."""
-        from lightkube.core.generic_client import ALL_NS
-        from lightkube.core.generic_client import GenericAsyncClient
+        from lightkube.core.generic_client import ALL_NS, GenericAsyncClient
 
         ns = namespace if kind.namespaced else None
         if kind.namespaced and ns is None:
@@ -95,12 +94,7 @@ class Client:
             "list", kind.resource, namespace=ns, watch=True,
             params={"resourceVersion": resource_version, "allowWatchBookmarks": "true", "timeoutSeconds": timeout})
 
-        def raise_all(exc: Exception, count: int) -> Any:
-            from lightkube.core.exceptions import OnErrorAction, OnErrorResult
-
-            return OnErrorResult(OnErrorAction.RAISE)
-
-        async for typ, obj in inner.watch(br, on_error=raise_all):
+        async for typ, obj in inner.watch(br, on_error=on_error_raise):
             yield typ, _plain(obj)
 
     # --- writes -------------------------------------------------------------------------------------------
