@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 # Debian packages the data path and the tests use (none of them is left running as a service).
 DEBS   := ca-certificates
+# Load generator for the benchmarks (make bench).
+BENCH_DEBS := wrk
 
 .PHONY: up test deps venv bench lint clean
 
@@ -25,6 +27,7 @@ test: deps venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: deps venv
+	@tools/install-debs.sh $(BENCH_DEBS)
 	$(VENV)/bin/python -m tests.bench.run $(ARGS)
 
 lint: venv
