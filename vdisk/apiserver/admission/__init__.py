@@ -91,6 +91,7 @@ def load_all() -> None:
         namespace,
         persistentvolume,
         persistentvolumeclaim,
+        pod,
         secret,
         storageclass,
     )
