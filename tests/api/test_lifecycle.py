@@ -128,3 +128,17 @@ def test_unreadable_listen_address_fails_clearly(tmp_path: Path) -> None:
                           "--listen", "nonsense"], capture_output=True, text=True, timeout=30)
     assert res.returncode == 2
     assert "--listen must be HOST:PORT" in res.stderr
+
+
+def test_busy_port_and_busy_data_dir_fail_clearly(vdisk: VdiskProcess, tmp_path: Path) -> None:
+    port = vdisk.url.rsplit(":", 1)[1]
+    res = subprocess.run([sys.executable, "-m", "vdisk.cli.main", "apiserver", "--data-dir", str(tmp_path / "d"),
+                          "--listen", f"127.0.0.1:{port}", "--no-merge-kubeconfig"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run([sys.executable, "-m", "vdisk.cli.main", "apiserver", "--data-dir", str(vdisk.data_dir),
+                          "--listen", "127.0.0.1:0", "--no-merge-kubeconfig"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 1
+    assert "another vdisk is running with data dir" in res.stderr

@@ -29,6 +29,20 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _lock_data_dir(data_dir: Path) -> int | None:
+    """An exclusive lock on DATA_DIR/vdisk.lock for the life of the process (None if held elsewhere)."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "vdisk.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -71,9 +85,19 @@ async def _run_server(args: argparse.Namespace, with_controllers: bool) -> int:
     config = ServerConfig(data_dir=args.data_dir.expanduser().resolve(), host=host, port=port,
                           history_retain=args.history_retain, compact_interval=args.compact_interval,
                           bookmark_interval=args.bookmark_interval)
+    lock = _lock_data_dir(config.data_dir)
+    if lock is None:
+        print(f"vdisk: another vdisk is running with data dir {config.data_dir}", file=sys.stderr)
+        return 1
     server = APIServer(config)
     server.open()
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"vdisk: cannot listen on {host}:{port}: {exc.strerror or exc} (choose another with --listen HOST:PORT)",
+              file=sys.stderr)
+        server.store.close()
+        return 1
     token = server.tokens.token_for("admin")
     kc = kubeconfig.build(server.url, server.pki.ca_cert.read_bytes(), token)
     kc_path = config.data_dir / "kubeconfig"
