@@ -11,7 +11,7 @@ import json
 import pathlib
 from typing import Any
 
-from .registry import ResourceType, Version
+from .registry import ALL_VERBS, ResourceType, Version
 
 Obj = dict[str, Any]
 
@@ -21,7 +21,8 @@ _DATA = pathlib.Path(__file__).parent / "openapi_data" / "builtin.json"
 @functools.cache
 def definitions() -> dict[str, Obj]:
     """Upstream OpenAPI v3 component schemas of the built-in kinds, by definition name."""
-    return json.loads(_DATA.read_text())["schemas"]  # type: ignore[no-any-return]
+    schemas: dict[str, Obj] = json.loads(_DATA.read_text())["schemas"]
+    return schemas
 
 
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
@@ -30,12 +31,11 @@ OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 def _rt(group: str, version: str, kind: str, plural: str, namespaced: bool, definition: str,
         short: tuple[str, ...] = (), categories: tuple[str, ...] = (), sub: tuple[str, ...] = (),
         verbs: tuple[str, ...] | None = None, singular: str | None = None, **kw: Any) -> ResourceType:
-    extra = {"definition": definition}
     return ResourceType(
         group=group, plural=plural, singular=singular or kind.lower(), kind=kind, namespaced=namespaced,
         versions=(Version(version, served=True, storage=True),), short_names=short, categories=categories,
-        subresources=frozenset(sub), builtin=True, extra=extra,
-        **({"verbs": verbs} if verbs else {}), **kw,
+        subresources=frozenset(sub), builtin=True, extra={"definition": definition},
+        verbs=verbs or ALL_VERBS, storage_group=kw.get("storage_group"), storage_plural=kw.get("storage_plural"),
     )
 
 

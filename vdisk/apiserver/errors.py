@@ -13,7 +13,8 @@ pkg/util/validation/field/errors.go (field error formatting). kubectl prints
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 Obj = dict[str, Any]
@@ -168,7 +169,7 @@ class FieldError:
     type: str
     field: str
     detail: str = ""
-    value: Any = field(default=_NO_VALUE, compare=False)
+    value: Any = dc_field(default=_NO_VALUE, compare=False)
     raw: bool = False  # the detail is the whole message (webhook-style causes, e.g. CDI's)
 
     def body(self) -> str:

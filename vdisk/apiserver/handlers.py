@@ -283,14 +283,13 @@ async def _resource(srv: APIServer, request: web.Request, info: RequestInfo) -> 
             raise errors.unsupported_media_type(f"the body of the request was in an unknown format - accepted media "
                                                 f"types include: {JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}")
         data = await read_body(request)
-        if ct == APPLY_PATCH:
-            body: Any = None
-        else:
+        patch_body: Any = None
+        if ct != APPLY_PATCH:
             try:
-                body = orjson.loads(data)
+                patch_body = orjson.loads(data)
             except orjson.JSONDecodeError as exc:
                 raise errors.bad_request(f"error decoding patch: {exc}") from None
-        res = srv.objects.patch(rt, version, ns, info.name, ct, body, write_options(request, user.name),
+        res = srv.objects.patch(rt, version, ns, info.name, ct, patch_body, write_options(request, user.name),
                                 info.subresource or None)
         return json_response(res.obj, 200, warnings=res.warnings)
     if method == "DELETE":

@@ -143,7 +143,7 @@ def _filter(expr: str) -> Step:
         return False
 
     def step(values: list[Any]) -> list[Any]:
-        out = []
+        out: list[Any] = []
         for v in values:
             items = v if isinstance(v, list) else (list(v.values()) if isinstance(v, dict) else [])
             out.extend(i for i in items if test(i))

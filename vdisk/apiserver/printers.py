@@ -346,7 +346,8 @@ def _event(o: Obj, now: datetime) -> list[Any]:
 def _resourcequota(o: Obj, now: datetime) -> list[Any]:
     status = o.get("status") or {}
     hard, used = status.get("hard") or {}, status.get("used") or {}
-    req, lim = [], []
+    req: list[str] = []
+    lim: list[str] = []
     for r in sorted(hard):
         entry = f"{r}: {_qty(used.get(r))}/{_qty(hard[r])}"
         parts = r.split(".")

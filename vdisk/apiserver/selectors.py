@@ -201,6 +201,10 @@ def _get(obj: Obj, path: str) -> str:
     return str(cur)
 
 
+def _field_getter(path: str) -> Callable[[Obj], str]:
+    return lambda o: _get(o, path)
+
+
 def _event_source(obj: Obj) -> str:
     src = obj.get("source") or {}
     return src.get("component") or obj.get("reportingComponent") or ""
@@ -209,7 +213,7 @@ def _event_source(obj: Obj) -> str:
 # Field labels per (group, plural) beyond metadata.name/metadata.namespace, with how to read them.
 FIELD_LABELS: dict[tuple[str, str], dict[str, Callable[[Obj], str]]] = {
     ("", "events"): {
-        **{f"involvedObject.{f}": (lambda o, f=f: _get(o, f"involvedObject.{f}"))
+        **{f"involvedObject.{f}": _field_getter(f"involvedObject.{f}")
            for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
         "reason": lambda o: _get(o, "reason"),
         "reportingComponent": lambda o: _get(o, "reportingComponent"),
@@ -217,7 +221,7 @@ FIELD_LABELS: dict[tuple[str, str], dict[str, Callable[[Obj], str]]] = {
         "type": lambda o: _get(o, "type"),
     },
     ("events.k8s.io", "events"): {
-        **{f"regarding.{f}": (lambda o, f=f: _get(o, f"involvedObject.{f}"))
+        **{f"regarding.{f}": _field_getter(f"involvedObject.{f}")
            for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
         "reason": lambda o: _get(o, "reason"),
         "reportingController": lambda o: _get(o, "reportingComponent"),
@@ -272,7 +276,7 @@ def field_predicate(text: str | None, rid: tuple[str, str], selectable: dict[str
         return None
     getters = dict(FIELD_LABELS.get(rid, {}))
     for label, path in (selectable or {}).items():
-        getters[label] = (lambda o, p=path: _get(o, p))
+        getters[label] = _field_getter(path)
     terms: list[tuple[Callable[[Obj], str], bool, str]] = []
     for term in _split_unescaped(text, ","):
         if not term:

@@ -165,7 +165,8 @@ class APIServer:
         if provider is None:
             phase = (pod.get("status") or {}).get("phase", "Pending")
             raise errors.bad_request(f'container in pod "{name}" is not available: pod phase is {phase}')
-        return await provider(request, pod)  # type: ignore[no-any-return]
+        resp: web.StreamResponse = await provider(request, pod)
+        return resp
 
     async def _self_subject_access_review(self, request: web.Request, rt: ResourceType, version: Version, ns: str,
                                           body: Any) -> web.StreamResponse:
@@ -232,7 +233,8 @@ class APIServer:
                            reuse_address=True, backlog=1024)
         await site.start()
         self._runner = runner
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
         if sockets:
             self.config.port = sockets[0].getsockname()[1]
         self.address = f"{self.config.host}:{self.config.port}"

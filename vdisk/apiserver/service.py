@@ -13,6 +13,7 @@ new object.
 from __future__ import annotations
 
 import base64
+import builtins
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ class Objects:
             return None
         return self.store.get(rt.storage_id, namespace if rt.namespaced else "", name)
 
-    def list(self, group: str, plural: str, namespace: str | None = None) -> list[Obj]:
+    def list(self, group: str, plural: str, namespace: str | None = None) -> builtins.list[Obj]:
         rt = self.registry.get(group, plural)
         if rt is None:
             return []
@@ -93,7 +94,7 @@ class Objects:
         return obj
 
     def select(self, rt: ResourceType, namespace: str | None, label_selector: str | None,
-               field_selector: str | None, limit: int = 0, cont: str | None = None) -> tuple[list[Obj], str, str]:
+               field_selector: str | None, limit: int = 0, cont: str | None = None) -> tuple[builtins.list[Obj], str, str]:
         """Stored objects matching the selectors; returns (items, list resourceVersion, continue token)."""
         lpred = label_predicate(label_selector)
         fpred = field_predicate(field_selector, (rt.group, rt.plural), rt.extra.get("selectable"))
@@ -131,7 +132,7 @@ class Objects:
         return version.schema
 
     def _walk(self, rt: ResourceType, version: Version, obj: Obj, mode: str, defaults: bool,
-              warnings: list[str]) -> None:
+              warnings: builtins.list[str]) -> None:
         """Prune unknown fields (Strict: 400), apply CRD defaults, and check types (422 for CRs)."""
         walker = Walker(self._resolve, prune=True, defaults=defaults and not rt.builtin, validate=True,
                         metadata_schema=self._object_meta)
@@ -156,7 +157,7 @@ class Objects:
     # --- create -------------------------------------------------------------------------------------------
 
     def create(self, rt: ResourceType, version: Version, namespace: str, body: Any, opts: WriteOptions) -> WriteResult:
-        warnings: list[str] = []
+        warnings: builtins.list[str] = []
         obj = self._check_body(rt, version, body)
         meta = obj["metadata"]
         if rt.namespaced:
@@ -255,7 +256,7 @@ class Objects:
         old = self.store.get(rt.storage_id, ns, name)
         if old is None:
             raise errors.not_found(rt.group, rt.plural, name)
-        warnings: list[str] = []
+        warnings: builtins.list[str] = []
         obj = self._check_body(rt, version, body)
         meta = obj["metadata"]
         if meta.get("name") and meta["name"] != name:
@@ -303,7 +304,7 @@ class Objects:
             meta.pop("namespace", None)
         meta.pop("managedFields", None)
         meta.pop("selfLink", None)
-        errs: list[errors.FieldError] = []
+        errs: builtins.list[errors.FieldError] = []
         if old["metadata"].get("deletionTimestamp"):
             added = [f for f in meta.get("finalizers") or [] if f not in (old["metadata"].get("finalizers") or [])]
             if added:

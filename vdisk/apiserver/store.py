@@ -17,6 +17,7 @@ Stored objects are treated as immutable: callers get the stored dict and must co
 
 from __future__ import annotations
 
+import builtins
 import logging
 import sqlite3
 import time
@@ -52,7 +53,8 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 def clone(obj: Obj) -> Obj:
     """A deep copy of a JSON object (orjson round trip: ~10x faster than copy.deepcopy)."""
-    return orjson.loads(orjson.dumps(obj))  # type: ignore[no-any-return]
+    copied: Obj = orjson.loads(orjson.dumps(obj))
+    return copied
 
 
 @dataclass(slots=True)
@@ -160,7 +162,7 @@ class Store:
     def get(self, rid: ResourceId, namespace: str, name: str) -> Obj | None:
         return self._data.get(rid, {}).get(namespace, {}).get(name)
 
-    def list(self, rid: ResourceId, namespace: str | None = None) -> list[Obj]:
+    def list(self, rid: ResourceId, namespace: str | None = None) -> builtins.list[Obj]:
         """Objects of one resource, sorted by namespace and name (etcd key order)."""
         by_ns = self._data.get(rid)
         if not by_ns:
@@ -168,7 +170,7 @@ class Store:
         if namespace is not None:
             bucket = by_ns.get(namespace) or {}
             return [bucket[n] for n in sorted(bucket)]
-        out: list[Obj] = []
+        out: builtins.list[Obj] = []
         for ns in sorted(by_ns):
             bucket = by_ns[ns]
             out.extend(bucket[n] for n in sorted(bucket))
@@ -180,7 +182,7 @@ class Store:
             return len(by_ns.get(namespace) or {})
         return sum(len(b) for b in by_ns.values())
 
-    def resources(self) -> list[ResourceId]:
+    def resources(self) -> builtins.list[ResourceId]:
         return list(self._data)
 
     def iter_all(self) -> Iterator[tuple[ResourceId, str, Obj]]:
@@ -261,7 +263,7 @@ class Store:
             except Exception:  # a broken watcher must never break a write
                 log.exception("store listener failed rev=%d", event.rev)
 
-    def history_since(self, rev: int) -> list[Event]:
+    def history_since(self, rev: int) -> builtins.list[Event]:
         """Events after `rev`, oldest first. 410 Expired if they were compacted away."""
         if rev < self.compact_revision:
             raise gone_expired(f"too old resource version: {rev} ({self.compact_revision})")

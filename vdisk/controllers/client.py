@@ -47,7 +47,7 @@ def _plain(obj: Any) -> Obj:
         return {}
     if isinstance(obj, dict):
         return obj if type(obj) is dict else dict(obj)
-    return obj.to_dict()  # type: ignore[no-any-return]
+    return obj.to_dict()
 
 
 class Client:
@@ -101,7 +101,9 @@ class Client:
 
     async def create(self, kind: Kind, obj: Obj, namespace: str | None = None) -> Obj:
         res = kind.resource(obj)
-        return _plain(await self._lk.create(res, namespace=namespace if kind.namespaced else None))
+        if kind.namespaced and namespace:
+            res["metadata"] = {**(res.get("metadata") or {}), "namespace": namespace}
+        return _plain(await self._lk.create(res))
 
     async def replace(self, kind: Kind, obj: Obj) -> Obj:
         return _plain(await self._lk.replace(kind.resource(obj)))

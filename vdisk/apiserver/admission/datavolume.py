@@ -40,11 +40,17 @@ def _size_cause(resources: Obj | None, name: str, *, optional: bool) -> FieldErr
 
 
 def _spec_causes(spec: Obj, req: Request) -> list[FieldError]:
-    pvc, storage = spec.get("pvc"), spec.get("storage")
-    source, source_ref = spec.get("source"), spec.get("sourceRef")
-    if pvc is None and storage is None:
+    pvc: Obj | None = spec.get("pvc")
+    storage: Obj = spec.get("storage") or {}
+    if spec.get("storage") is None:
+        storage_set = False
+    else:
+        storage_set = True
+    source: Obj | None = spec.get("source")
+    source_ref: Obj | None = spec.get("sourceRef")
+    if pvc is None and not storage_set:
         return [cause("spec.pvc", "Missing Data volume PVC")]
-    if pvc is not None and storage is not None:
+    if pvc is not None and storage_set:
         return [cause("spec.pvc", "Duplicate storage definition, both target storage and target pvc defined")]
     is_clone = isinstance(source, dict) and ("pvc" in source or "snapshot" in source) or source_ref is not None
     if pvc is not None:
@@ -78,6 +84,7 @@ def _spec_causes(spec: Obj, req: Request) -> list[FieldError]:
         if not source_ref.get("name"):
             return [cause("spec.sourceRef.name", "Missing sourceRef name")]
         return []
+    assert source is not None
     present = [s for s in SOURCES if isinstance(source, dict) and source.get(s) is not None]
     if not present:
         return [cause("spec.source", "Missing Data volume source")]
