@@ -15,7 +15,8 @@ from fractions import Fraction
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-_RE = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
+# The exponent form is tried before the one-letter suffixes, so "1E" is exa and "1E3" is 1000.
+_RE = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+|[numkMGTPE])?$")
 
 BINARY_SI, DECIMAL_SI, DECIMAL_EXPONENT = "BinarySI", "DecimalSI", "DecimalExponent"
 
@@ -47,7 +48,7 @@ class Quantity:
         if suffix in _BINARY:
             value *= _BINARY[suffix]
             fmt = BINARY_SI
-        elif suffix[:1] in ("e", "E"):
+        elif len(suffix) > 1 and suffix[0] in ("e", "E"):
             value *= Fraction(10) ** int(suffix[1:])
             fmt = DECIMAL_EXPONENT
         else:
@@ -59,8 +60,8 @@ class Quantity:
 
     @property
     def bytes(self) -> int:
-        """The value rounded up to a whole number, as Quantity.Value() does."""
-        return math.ceil(self.value)
+        """The value rounded away from zero to a whole number, as Quantity.Value() does."""
+        return math.ceil(self.value) if self.value >= 0 else math.floor(self.value)
 
     def __str__(self) -> str:
         return canonical(self.value, self.format)

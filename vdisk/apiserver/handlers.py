@@ -302,6 +302,8 @@ async def _resource(srv: APIServer, request: web.Request, info: RequestInfo) -> 
         for q in ("propagationPolicy",):
             if request.query.get(q):
                 options[q] = request.query[q]
+        if request.query.get("gracePeriodSeconds"):
+            options["gracePeriodSeconds"] = parse_int(request, "gracePeriodSeconds")
         if request.query.get("orphanDependents"):
             options["orphanDependents"] = parse_bool(request, "orphanDependents")
         dry = bool(request.query.getall("dryRun", [])) or bool(options.get("dryRun"))

@@ -71,16 +71,27 @@ def validate_name(name: str, *, label: bool = False, path: str = "metadata.name"
     return []
 
 
-def _validate_qualified_key(key: str, path: str) -> list[FieldError]:
+QUALIFIED_NAME_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
+                      "end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used "
+                      "for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+
+
+def _validate_qualified_key(key: str, path: str, shown: str | None = None) -> list[FieldError]:
+    """IsQualifiedName: an optional DNS-subdomain prefix and a name part of at most 63 characters."""
+    shown = key if shown is None else shown
+    has_prefix = "/" in key
     prefix, _, name = key.rpartition("/")
     errs: list[FieldError] = []
-    if prefix and not is_dns1123_subdomain(prefix):
-        errs.append(invalid_value(path, key, "prefix part " + SUBDOMAIN_MSG))
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
-        errs.append(invalid_value(path, key, "name part must consist of alphanumeric characters, '-', '_' or '.', "
-                                  "and must start and end with an alphanumeric character (e.g. 'MyName',  or "
-                                  "'my.name',  or '123-abc', regex used for validation is "
-                                  "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"))
+    if has_prefix and not prefix:
+        errs.append(invalid_value(path, shown, "prefix part must be non-empty"))
+    elif prefix and not is_dns1123_subdomain(prefix):
+        errs.append(invalid_value(path, shown, "prefix part " + SUBDOMAIN_MSG))
+    if not name:
+        errs.append(invalid_value(path, shown, "name part must be non-empty"))
+    elif len(name) > 63:
+        errs.append(invalid_value(path, shown, "name part must be no more than 63 characters"))
+    elif not _QUALIFIED_NAME.match(name):
+        errs.append(invalid_value(path, shown, QUALIFIED_NAME_MSG))
     return errs
 
 
@@ -98,7 +109,9 @@ def validate_meta(meta: Obj, *, namespaced: bool, label_name: bool = False) -> l
         labels = {}
     for k, v in labels.items():
         errs.extend(_validate_qualified_key(k, "metadata.labels"))
-        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.match(v):
+        if isinstance(v, str) and len(v) > 63 and _LABEL_VALUE.match(v):
+            errs.append(invalid_value("metadata.labels", v, "must be no more than 63 characters"))
+        elif not isinstance(v, str) or not _LABEL_VALUE.match(v):
             errs.append(invalid_value("metadata.labels", v, "a valid label must be an empty string or consist of "
                                       "alphanumeric characters, '-', '_' or '.', and must start and end with an "
                                       "alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex "
@@ -109,10 +122,10 @@ def validate_meta(meta: Obj, *, namespaced: bool, label_name: bool = False) -> l
         annotations = {}
     total = 0
     for k, v in annotations.items():
-        errs.extend(_validate_qualified_key(k.lower(), "metadata.annotations"))
+        errs.extend(_validate_qualified_key(k.lower(), "metadata.annotations", shown=k))
         total += len(k) + len(v if isinstance(v, str) else "")
     if total > 256 * 1024:
-        errs.append(FieldError("FieldValueTooLong", "metadata.annotations", "must have at most 262144 bytes"))
+        errs.append(FieldError("FieldValueTooLong", "metadata.annotations", "may not be more than 262144 bytes"))
     for i, ref in enumerate(meta.get("ownerReferences") or []):
         for fld in ("apiVersion", "kind", "name", "uid"):
             if not (isinstance(ref, dict) and ref.get(fld)):

@@ -123,7 +123,12 @@ def _merge_map(original: Any, patch: Obj, schema: Obj | None, resolve: Resolver)
                 result[key] = merged
         elif isinstance(value, list) and "merge" in strategy.split(","):
             items = resolve((eff or {}).get("items")) if eff else None
-            result[key] = _merge_list(result.get(key), value, merge_key, items, resolve)
+            original_list = result.get(key)
+            merged_list = _merge_list(original_list, value, merge_key, items, resolve)
+            order = patch.get(_SET_ORDER_PREFIX + key)
+            if isinstance(order, list):
+                merged_list = _apply_order(merged_list, order, original_list, merge_key)
+            result[key] = merged_list
         else:
             result[key] = value
     return result
@@ -131,39 +136,83 @@ def _merge_map(original: Any, patch: Obj, schema: Obj | None, resolve: Resolver)
 
 def _merge_list(original: Any, patch: list[Any], merge_key: str | None, items: Obj | None,
                 resolve: Resolver) -> list[Any]:
+    """Merge a list with patchStrategy merge, ordered as upstream's normalizeElementOrder/mergeSortedSlice:
+    items only on the server keep their order; patch items are merged in, and an item new to the server
+    sorts before the server's items it is compared with (its server index is -1)."""
     orig = list(original) if isinstance(original, list) else []
-    # A {"$patch": "replace"} element replaces the whole list with the other elements.
     if any(isinstance(p, dict) and p.get(_DIRECTIVE) == "replace" and len(p) == 1 for p in patch):
         return [p for p in patch if not (isinstance(p, dict) and p.get(_DIRECTIVE) == "replace")]
-    if not patch or not isinstance(patch[0], dict) or merge_key is None:
-        # Primitive list merged as a set, keeping order (e.g. finalizers).
-        out = list(orig)
-        for p in patch:
+    maps = merge_key is not None and any(isinstance(p, dict) for p in patch)
+
+    def ident(x: Any) -> Any:
+        if maps:
+            return x.get(merge_key) if isinstance(x, dict) else None
+        return orjson_key(x)
+
+    server_index = {ident(o): i for i, o in enumerate(orig)}
+    by_id = {ident(o): o for o in orig}
+    deleted: set[Any] = set()
+    patched: list[Any] = []
+    for p in patch:
+        if maps:
+            if not isinstance(p, dict):
+                raise bad_request(f"found non-map element in a list merged by {merge_key}: {p!r}")
+            key_val = p.get(merge_key)
+            if key_val is None and p.get(_DIRECTIVE) != "delete":
+                raise bad_request(f"map: {p} does not contain declared merge key: {merge_key}")
+            if p.get(_DIRECTIVE) == "delete":
+                deleted.add(key_val)
+                continue
+            merged = _merge_map(by_id.get(key_val, {}), p, items, resolve)
+            if merged is None:
+                deleted.add(key_val)
+            else:
+                patched.append(merged)
+        else:
             if isinstance(p, dict) and p.get(_DIRECTIVE) == "delete":
                 continue
-            if p not in out:
-                out.append(p)
-        return out
-    out = list(orig)
-    for p in patch:
-        if not isinstance(p, dict):
-            raise bad_request(f"found non-map element in a list merged by {merge_key}: {p!r}")
-        key_val = p.get(merge_key)
-        if key_val is None and p.get(_DIRECTIVE) != "delete":
-            raise bad_request(f"map: {p} does not contain declared merge key: {merge_key}")
-        idx = next((i for i, o in enumerate(out) if isinstance(o, dict) and o.get(merge_key) == key_val), None)
-        if p.get(_DIRECTIVE) == "delete":
-            if idx is not None:
-                out.pop(idx)
-            continue
-        if idx is None:
-            merged = _merge_map({}, p, items, resolve)
-            if merged is not None:
-                out.append(merged)
+            if ident(p) not in {ident(x) for x in patched}:
+                patched.append(p)
+    in_patch = {ident(x) for x in patched}
+    server_only = [o for o in orig if ident(o) not in in_patch and ident(o) not in deleted]
+    out: list[Any] = []
+    i = j = 0
+    while i < len(server_only) and j < len(patched):
+        li, ri = server_index.get(ident(server_only[i]), -1), server_index.get(ident(patched[j]), -1)
+        if li >= 0 and ri >= 0 and li < ri:
+            out.append(server_only[i])
+            i += 1
         else:
-            merged = _merge_map(out[idx], p, items, resolve)
-            if merged is None:
-                out.pop(idx)
-            else:
-                out[idx] = merged
+            out.append(patched[j])
+            j += 1
+    out.extend(server_only[i:])
+    out.extend(patched[j:])
     return out
+
+
+def _apply_order(merged: list[Any], order: list[Any], original: Any, merge_key: str | None) -> list[Any]:
+    """$setElementOrder (mergePatchIntoOriginal): items named in the order list take its order; the others
+    keep the server's order and are interleaved by it (mergeSortedSlice)."""
+    def ident(x: Any) -> Any:
+        return x.get(merge_key) if (merge_key and isinstance(x, dict)) else orjson_key(x)
+
+    order_index = {ident(o): i for i, o in enumerate(order)}
+    server_index = {ident(o): i for i, o in enumerate(original if isinstance(original, list) else [])}
+    patch_items = sorted((m for m in merged if ident(m) in order_index), key=lambda m: order_index[ident(m)])
+    server_only = [m for m in merged if ident(m) not in order_index]
+    out: list[Any] = []
+    i = j = 0
+    while i < len(server_only) and j < len(patch_items):
+        li, ri = server_index.get(ident(server_only[i]), -1), server_index.get(ident(patch_items[j]), -1)
+        if li >= 0 and ri >= 0 and li < ri:
+            out.append(server_only[i])
+            i += 1
+        else:
+            out.append(patch_items[j])
+            j += 1
+    return out + server_only[i:] + patch_items[j:]
+
+
+def orjson_key(x: Any) -> Any:
+    """A hashable identity for a primitive list element."""
+    return x if isinstance(x, (str, int, float, bool)) or x is None else repr(x)

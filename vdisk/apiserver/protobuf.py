@@ -162,6 +162,8 @@ def decode_message(name: str, data: bytes) -> Any:
         else:
             out[json_name] = _scalar(typ, value)
     if name == "Time":
+        if not out.get("seconds") and not out.get("nanos"):
+            return None  # metav1.Time's zero value is null in JSON
         return datetime.fromtimestamp(out.get("seconds", 0), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if name == "Quantity":
         return out.get("string", "0")

@@ -57,6 +57,12 @@ class WalkResult:
     errors: list[FieldError] = field(default_factory=list)
 
 
+def type_invalid(path: str, value: Any, expected: str) -> FieldError:
+    """go-openapi's InvalidTypeCode as apiextensions reports it: the bad value is the JSON type name."""
+    actual = _type_name(value)
+    return FieldError("FieldValueTypeInvalid", path, f'{path} in body must be of type {expected}: "{actual}"', actual)
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -159,25 +165,21 @@ class Walker:
     def _walk_value(self, parent: Any, key: Any, value: Any, sub: Obj, path: str, result: WalkResult) -> None:
         node = self.resolve(sub) or {}
         if node.get("x-kubernetes-int-or-string") or sub.get("x-kubernetes-int-or-string"):
-            if self.validate and not isinstance(value, (int, str)) or isinstance(value, bool):
-                result.errors.append(invalid_value(path, value, f"{path} in body must be of type integer,string: "
-                                                                f"\"{_type_name(value)}\""))
+            if self.validate and (not isinstance(value, (int, str)) or isinstance(value, bool)):
+                result.errors.append(type_invalid(path, value, "integer,string"))
             return
         one_of = node.get("oneOf") or node.get("anyOf")
         typ = node.get("type")
         if typ is None and isinstance(one_of, list) and all("type" in (self.resolve(o) or {}) for o in one_of):
             types = [(self.resolve(o) or {}).get("type") for o in one_of]
             if self.validate and not any(_type_ok(t, value) for t in types if isinstance(t, str)):
-                result.errors.append(invalid_value(path, value, f"{path} in body must be of type "
-                                                                f"{','.join(str(t) for t in types)}: \"{_type_name(value)}\""))
+                result.errors.append(type_invalid(path, value, ",".join(str(t) for t in types)))
             return
         if isinstance(typ, list):
             typ = typ[0] if typ else None
         if typ is not None and not _type_ok(typ, value):
             if self.validate:
-                result.errors.append(invalid_value(path, value if not isinstance(value, (dict, list)) else
-                                                   _type_name(value),
-                                                   f"{path} in body must be of type {typ}: \"{_type_name(value)}\""))
+                result.errors.append(type_invalid(path, value, typ))
             return
         if typ == "integer" and isinstance(value, float):
             parent[key] = int(value)
@@ -204,7 +206,7 @@ class Walker:
         if mn is not None and len(value) < mn:
             result.errors.append(invalid_value(path, len(value), f"{path} in body should have at least {mn} items"))
         if mx is not None and len(value) > mx:
-            result.errors.append(FieldError("FieldValueTooMany", path, f"must have at most {mx} items"))
+            result.errors.append(FieldError("FieldValueTooMany", path, f"must have at most {mx} items", len(value)))
 
     def _check_scalar(self, value: Any, node: Obj, path: str, result: WalkResult) -> None:
         enum = node.get("enum")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..labels import label_selector_matches
 from .errors import APIError, bad_request
 
 Obj = dict[str, Any]
@@ -51,93 +52,124 @@ class Requirement:
         return False
 
 
-_TOKEN_RE = re.compile(r"\s*(!=|==|=|!|\(|\)|,|>|<|[^\s!=(),<>]+)")
+_SPECIAL = set(" \t,!=()<>")
 
 
 def _tokens(text: str) -> list[str]:
-    out = []
-    pos = 0
-    while pos < len(text):
-        m = _TOKEN_RE.match(text, pos)
-        if not m:
-            break
-        if m.group(1):
-            out.append(m.group(1))
-        pos = m.end()
-        if text[pos:].strip() == "":
-            break
+    """Lexer of labels.Parse: identifiers, and the operators ! = == != ( ) , < >."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c in " \t":
+            i += 1
+        elif text.startswith("!=", i) or text.startswith("==", i):
+            out.append(text[i:i + 2])
+            i += 2
+        elif c in "!=(),<>":
+            out.append(c)
+            i += 1
+        else:
+            j = i
+            while j < len(text) and text[j] not in _SPECIAL:
+                j += 1
+            out.append(text[i:j])
+            i = j
     return out
 
 
+def _is_ident(tok: str | None) -> bool:
+    return bool(tok) and tok not in ("!", "=", "==", "!=", "(", ")", ",", "<", ">")
+
+
 def parse_label_selector(text: str) -> list[Requirement]:
-    """Parse `a=b,c!=d,e in (f,g),!h,i`; raises 400 on syntax errors."""
-    text = text.strip()
-    if not text:
-        return []
+    """Parse `a=b,c!=d,e in (f,g),!h,i`; raises 400 on syntax errors, as labels.Parse does."""
     toks = _tokens(text)
+    if not toks:
+        return []
     reqs: list[Requirement] = []
     i = 0
 
     def err(msg: str) -> APIError:
         return bad_request(f"unable to parse requirement: {msg}")
 
-    while i < len(toks):
-        if toks[i] == "!":
-            if i + 1 >= len(toks):
-                raise err("missing key after '!'")
-            key = toks[i + 1]
-            _check_key(key)
-            reqs.append(Requirement(key, "!"))
+    def peek(k: int = 0) -> str | None:
+        return toks[i + k] if i + k < len(toks) else None
+
+    while True:
+        if peek() == "!":
+            if not _is_ident(peek(1)):
+                raise err(f"found '{peek(1) or ''}', expected: identifier")
+            _check_key(toks[i + 1])
+            reqs.append(Requirement(toks[i + 1], "!"))
             i += 2
         else:
-            key = toks[i]
+            key = peek()
+            if not _is_ident(key):
+                raise err(f"found '{key or ''}', expected: !, identifier, or 'end of string'")
+            assert key is not None
             _check_key(key)
             i += 1
-            if i >= len(toks) or toks[i] == ",":
+            op = peek()
+            if op is None or op == ",":
                 reqs.append(Requirement(key, "exists"))
-            else:
-                op = toks[i]
+            elif op in ("=", "==", "!="):
                 i += 1
-                if op in ("=", "==", "!="):
-                    val = toks[i] if i < len(toks) and toks[i] != "," else ""
-                    if val:
-                        i += 1
-                    _check_value(val)
-                    reqs.append(Requirement(key, "!=" if op == "!=" else "=", (val,)))
-                elif op in ("in", "notin"):
-                    if i >= len(toks) or toks[i] != "(":
-                        raise err(f"found '{toks[i] if i < len(toks) else ''}', expected: '('")
+                val = peek() if _is_ident(peek()) else ""
+                if val:
                     i += 1
-                    vals: list[str] = []
-                    while i < len(toks) and toks[i] != ")":
-                        if toks[i] != ",":
-                            _check_value(toks[i])
-                            vals.append(toks[i])
-                        i += 1
-                    if i >= len(toks):
-                        raise err("found '', expected: ')'")
-                    i += 1
-                    reqs.append(Requirement(key, op, tuple(vals)))
-                elif op in (">", "<"):
-                    if i >= len(toks):
-                        raise err("missing value")
-                    try:
-                        int(toks[i])
-                    except ValueError:
-                        raise err(f"for 'Gt', 'Lt' operators, the value must be an integer: {toks[i]}") from None
-                    reqs.append(Requirement(key, "gt" if op == ">" else "lt", (toks[i],)))
+                _check_value(val)
+                reqs.append(Requirement(key, "!=" if op == "!=" else "=", (val,)))
+            elif op in ("in", "notin"):
+                i += 1
+                if peek() != "(":
+                    raise err(f"found '{peek() or ''}', expected: '('")
+                i += 1
+                vals: list[str] = []
+                if peek() == ")":
                     i += 1
                 else:
-                    raise err(f"found '{op}', expected: '=', '!=', '==', 'in', notin'")
-        if i < len(toks):
-            if toks[i] != ",":
-                raise err(f"found '{toks[i]}', expected: ',' or 'end of string'")
-            i += 1
-    return reqs
+                    while True:
+                        v = peek()
+                        if not _is_ident(v):
+                            raise err(f"found '{v or ''}', expected: identifier")
+                        assert v is not None
+                        _check_value(v)
+                        vals.append(v)
+                        i += 1
+                        sep = peek()
+                        if sep == ",":
+                            i += 1
+                            continue
+                        if sep == ")":
+                            i += 1
+                            break
+                        raise err(f"found '{sep or ''}', expected: ',' or ')'")
+                reqs.append(Requirement(key, op, tuple(vals)))
+            elif op in (">", "<"):
+                i += 1
+                v = peek()
+                try:
+                    int(v or "")
+                except ValueError:
+                    raise err(f"for 'Gt', 'Lt' operators, the value must be an integer: {v}") from None
+                assert v is not None
+                reqs.append(Requirement(key, "gt" if op == ">" else "lt", (v,)))
+                i += 1
+            else:
+                raise err(f"found '{op}', expected: '=', '!=', '==', 'in', notin'")
+        nxt = peek()
+        if nxt is None:
+            return reqs
+        if nxt != ",":
+            raise err(f"found '{nxt}', expected: ',' or 'end of string'")
+        i += 1
+        if peek() is None:
+            raise err("found '', expected: identifier after ','")
 
 
 def _check_key(key: str) -> None:
-    if len(key) > 317 or not _KEY_RE.match(key):
+    if len(key) > 317 or not _KEY_RE.match(key) or len(key.rpartition("/")[2]) > 63:
         raise bad_request(f"unable to parse requirement: invalid label key \"{key}\": name part must consist of "
                           "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
                           "character")
@@ -166,24 +198,7 @@ def label_predicate(text: str | None) -> Predicate | None:
 
 def match_label_selector_obj(selector: Obj | None, labels: dict[str, str]) -> bool:
     """A metav1.LabelSelector object (matchLabels + matchExpressions); an empty selector matches everything."""
-    if not selector:
-        return True
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        op = expr.get("operator")
-        key = expr.get("key")
-        values = expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
+    return label_selector_matches(selector, labels)
 
 
 # --- fields ---------------------------------------------------------------------------------------------------
@@ -263,7 +278,25 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
 
 
 def _unescape(v: str) -> str:
-    return re.sub(r"\\(.)", r"\1", v)
+    """fields.UnescapeValue: only \\\\, \\, and \\= are escapes; a bare = or , is an error."""
+    out = []
+    i = 0
+    while i < len(v):
+        c = v[i]
+        if c == "\\":
+            if i + 1 >= len(v):
+                raise bad_request(f"invalid field selector: unterminated escape sequence in {v!r}")
+            n = v[i + 1]
+            if n not in "\\,=":
+                raise bad_request(f"invalid field selector: invalid escape sequence \\{n} in {v!r}")
+            out.append(n)
+            i += 2
+            continue
+        if c in ",=":
+            raise bad_request(f"invalid field selector: unescaped {c} in value {v!r}")
+        out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def field_predicate(text: str | None, rid: tuple[str, str], selectable: dict[str, str] | None = None

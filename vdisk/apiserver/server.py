@@ -125,6 +125,21 @@ class APIServer:
     def bootstrap(self) -> None:
         """First-start objects (created once; a user's later changes are kept)."""
         opts = WriteOptions(field_validation="Ignore", user="system:vdisk")
+        self._ensure("storage.k8s.io", "storageclasses", "", {
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": "local", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "kubevirt.io.hostpath-provisioner", "parameters": {"storagePool": "local"},
+            "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate", "allowVolumeExpansion": True}, opts)
+        self._ensure("storage.k8s.io", "storageclasses", "", {
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "local-block"},
+            "provisioner": "vdisk.io/local-block", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate",
+            "allowVolumeExpansion": True}, opts)
+        self._ensure("storage.k8s.io", "csidrivers", "", {
+            "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+            "metadata": {"name": "kubevirt.io.hostpath-provisioner"},
+            "spec": {"attachRequired": False, "podInfoOnMount": True, "storageCapacity": True,
+                     "fsGroupPolicy": "File", "requiresRepublish": False,
+                     "volumeLifecycleModes": ["Persistent", "Ephemeral"]}}, opts)
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease", "openshift-cnv"):
             self._ensure("", "namespaces", "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
                          opts)
@@ -160,13 +175,10 @@ class APIServer:
                                     " at the cluster scope") + (f": {reason}" if reason else ""))
 
     async def pod_log(self, request: web.Request, rt: ResourceType, ns: str, name: str) -> web.StreamResponse:
+        from .podlogs import proxy_pod_log
+
         pod = self.objects.read(rt, ns, name)
-        provider = getattr(self, "log_provider", None)
-        if provider is None:
-            phase = (pod.get("status") or {}).get("phase", "Pending")
-            raise errors.bad_request(f'container in pod "{name}" is not available: pod phase is {phase}')
-        resp: web.StreamResponse = await provider(request, pod)
-        return resp
+        return await proxy_pod_log(self, request, pod)
 
     async def _self_subject_access_review(self, request: web.Request, rt: ResourceType, version: Version, ns: str,
                                           body: Any) -> web.StreamResponse:

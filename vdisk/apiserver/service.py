@@ -146,12 +146,16 @@ class Objects:
                 warnings.extend(f'unknown field "{u}"' for u in result.unknown)
         if result.errors:
             name = (obj.get("metadata") or {}).get("name", "")
-            type_errors = [e for e in result.errors if "must be of type" in e.detail]
+            type_errors = [e for e in result.errors if e.type == "FieldValueTypeInvalid"]
             if rt.builtin and type_errors:
+                # Built-in kinds are decoded into Go structs: a wrong type is a 400 decoding error there.
                 e = type_errors[0]
+                go_type = {"boolean": "bool", "integer": "number", "object": "object", "array": "array"}.get(
+                    str(e.value), str(e.value))
+                expected = e.detail.split("must be of type ")[-1].split(":")[0]
                 raise errors.bad_request(f'{rt.kind} in version "{version.name}" cannot be handled as a {rt.kind}: '
-                                         f"json: cannot unmarshal {_json_type(e.value)} into Go struct field "
-                                         f"{rt.kind}.{e.field} of type {e.detail.split('must be of type ')[-1].split(':')[0]}")
+                                         f"json: cannot unmarshal {go_type} into Go struct field "
+                                         f"{rt.kind}.{e.field} of type {expected}")
             raise errors.invalid(rt.kind, rt.group, name, result.errors)
 
     # --- create -------------------------------------------------------------------------------------------
@@ -411,6 +415,9 @@ class Objects:
                 old["metadata"].get("deletionTimestamp") else finalizers
         graceful = rt.plural == "namespaces" and rt.group == "" or \
             (rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io")
+        grace = self._pod_grace(rt, old, options)
+        if grace is not None:
+            graceful = True
         if not finalizers and not graceful:
             if dry_run:
                 return WriteResult(conversion.to_served(rt, version.name, old))
@@ -424,7 +431,7 @@ class Objects:
         meta["finalizers"] = finalizers
         if not meta.get("deletionTimestamp"):
             meta["deletionTimestamp"] = now_rfc3339()
-            meta["deletionGracePeriodSeconds"] = 0
+            meta["deletionGracePeriodSeconds"] = grace or 0
             if "generation" in meta:
                 meta["generation"] = int(meta["generation"]) + 1
         if rt.plural == "namespaces" and rt.group == "":
@@ -438,6 +445,24 @@ class Objects:
             stored = self.store.delete(rt.storage_id, ns, name)
         self._after_write(rt, stored)
         return WriteResult(conversion.to_served(rt, version.name, stored))
+
+    @staticmethod
+    def _pod_grace(rt: ResourceType, pod: Obj, options: Obj) -> int | None:
+        """Graceful deletion (pkg/registry/core/pod/strategy.go CheckGracefulDelete): a pod on a node that
+        has not finished is marked for deletion, and its node stops it and then deletes it with grace 0."""
+        if rt.group != "" or rt.plural != "pods":
+            return None
+        if not (pod.get("spec") or {}).get("nodeName"):
+            return None
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return None
+        grace = options.get("gracePeriodSeconds")
+        if grace is None:
+            grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        grace = int(grace)
+        if grace <= 0:
+            return None
+        return grace
 
     def _deletion_complete(self, rt: ResourceType, obj: Obj) -> bool:
         meta = obj["metadata"]
@@ -504,17 +529,3 @@ def _decode_continue(token: str) -> str:
 def _short(body: Any) -> str:
     text = orjson.dumps(body).decode() if not isinstance(body, (bytes, str)) else str(body)
     return text[:100]
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "value"

@@ -68,6 +68,20 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks")
         sp.add_argument("-v", "--verbose", action="count", default=1)
         sp.add_argument("-q", "--quiet", action="store_true")
+    up.add_argument("--node-name", default=None, help="name of this machine's node (default: the host name)")
+    up.add_argument("--pod-restart-backoff", type=float, default=10.0, help=argparse.SUPPRESS)
+
+    node = sub.add_parser("node", help="join a node agent for this machine to a running API server")
+    node.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    node.add_argument("--token", required=True, help="bearer token for the API server")
+    node.add_argument("--name", required=True, help="the node's name")
+    node.add_argument("--data-dir", type=Path, default=None, help="node state (default DATA_DIR/nodes/NAME)")
+    node.add_argument("--host-root", type=Path, default=Path("/"),
+                      help="where this node's host paths (pool paths, local PV paths) live (default /)")
+    node.add_argument("--certificate-authority", type=Path, default=None, help="CA of the API server")
+    node.add_argument("--insecure-skip-tls-verify", action="store_true")
+    node.add_argument("--pod-restart-backoff", type=float, default=10.0, help=argparse.SUPPRESS)
+    node.add_argument("-v", "--verbose", action="count", default=1)
 
     ctl = sub.add_parser("controllers", help="run only the controllers against a cluster (kubeconfig)")
     ctl.add_argument("--kubeconfig", type=Path, default=None)
@@ -113,8 +127,13 @@ async def _run_server(args: argparse.Namespace, with_controllers: bool) -> int:
     tasks: list[asyncio.Task[None]] = []
     if with_controllers:
         from ..controllers.manager import run_controllers
+        from ..node.agent import NodeConfig, default_node_name
+        from ..node.run import run_node
 
         tasks.append(asyncio.create_task(run_controllers(kc_path, stop)))
+        node_config = NodeConfig(name=args.node_name or default_node_name(), data_dir=config.data_dir / "node",
+                                 roles=("control-plane",), restart_backoff=args.pod_restart_backoff)
+        tasks.append(asyncio.create_task(run_node(node_config, stop, kubeconfig=kc_path)))
     print(f"vdisk {'is up' if with_controllers else 'apiserver is serving'}: {server.url}", flush=True)
     print(f"  data dir:    {config.data_dir}", flush=True)
     print(f"  kubeconfig:  {kc_path}" + (f" (context 'vdisk' merged into {merged_into} and made current)"
@@ -124,7 +143,10 @@ async def _run_server(args: argparse.Namespace, with_controllers: bool) -> int:
     try:
         await stop.wait()
     finally:
-        for t in tasks:
+        stop.set()
+        # let the node agent stop its pods and release its devices while the API server still answers
+        done, pending = await asyncio.wait(tasks, timeout=30) if tasks else (set(), set())
+        for t in pending:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -146,6 +168,32 @@ async def _run_controllers(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _run_node(args: argparse.Namespace) -> int:
+    from ..node.agent import NodeConfig
+    from ..node.run import kubeconfig_for, run_node
+
+    data_dir = (args.data_dir or DEFAULT_DATA_DIR / "nodes" / args.name).expanduser().resolve()
+    host_root = args.host_root.expanduser().resolve()
+    if host_root != Path("/") and not str(data_dir).startswith(str(host_root)):
+        print(f"vdisk: --data-dir {data_dir} must be below --host-root {host_root}", file=sys.stderr)
+        return 2
+    lock = _lock_data_dir(data_dir)
+    if lock is None:
+        print(f"vdisk: another node agent is running with data dir {data_dir}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    config = NodeConfig(name=args.name, data_dir=data_dir, host_root=host_root,
+                        restart_backoff=args.pod_restart_backoff)
+    lk = kubeconfig_for(args.server, args.token, args.certificate_authority, args.insecure_skip_tls_verify)
+    print(f"vdisk node {args.name} joining {args.server} (data dir {data_dir}, host root {host_root})", flush=True)
+    await run_node(config, stop, lk_config=lk)
+    print(f"vdisk node {args.name} stopped", flush=True)
+    return 0
+
+
 def _event_loop_policy() -> None:
     try:
         import uvloop
@@ -161,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         _setup_logging(0 if args.quiet else args.verbose)
         _event_loop_policy()
         return asyncio.run(_run_server(args, with_controllers=args.command == "up"))
+    if args.command == "node":
+        _setup_logging(args.verbose)
+        _event_loop_policy()
+        return asyncio.run(_run_node(args))
     if args.command == "controllers":
         _setup_logging(args.verbose)
         _event_loop_policy()

@@ -136,3 +136,12 @@ CDI = Kind("cdi.kubevirt.io", "v1beta1", "CDI", "cdis", namespaced=False, status
 CDICONFIG = Kind("cdi.kubevirt.io", "v1beta1", "CDIConfig", "cdiconfigs", namespaced=False, status_subresource=False)
 STORAGECLASS = Kind("storage.k8s.io", "v1", "StorageClass", "storageclasses", namespaced=False)
 EVENT = Kind("", "v1", "Event", "events")
+PVC = Kind("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
+PV = Kind("", "v1", "PersistentVolume", "persistentvolumes", namespaced=False)
+POD = Kind("", "v1", "Pod", "pods")
+NODE = Kind("", "v1", "Node", "nodes", namespaced=False)
+NAMESPACE = Kind("", "v1", "Namespace", "namespaces", namespaced=False)
+RESOURCEQUOTA = Kind("", "v1", "ResourceQuota", "resourcequotas")
+CSIDRIVER = Kind("storage.k8s.io", "v1", "CSIDriver", "csidrivers", namespaced=False, status_subresource=False)
+HOSTPATHPROVISIONER = Kind("hostpathprovisioner.kubevirt.io", "v1beta1", "HostPathProvisioner",
+                           "hostpathprovisioners", namespaced=False, status_subresource=False)

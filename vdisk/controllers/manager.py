@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from pathlib import Path
 
 from .cdiconfig import CDIConfigController
-from .client import CDI, CDICONFIG, HYPERCONVERGED, STORAGECLASS, Client, Kind
+from .client import CDI, CDICONFIG, HYPERCONVERGED, NODE, POD, PV, PVC, STORAGECLASS, Client, Kind
 from .hyperconverged import HCO_NAMESPACE, HyperConvergedController
-from .runtime import EventRecorder, Informer
+from .nodelifecycle import NodeLifecycleController
+from .persistentvolume import PersistentVolumeController
+from .protection import ProtectionController
+from .runtime import Controller, EventRecorder, Informer
+from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +37,27 @@ class Informers:
         return list(self._by_kind.values())
 
 
+def build_controllers(client: Client, informers: Informers) -> list[Controller]:
+    events = EventRecorder(client, "vdisk-controllers")
+    i = informers.get
+    pv = PersistentVolumeController(client, i(PVC), i(PV), i(STORAGECLASS), i(NODE),
+                                    EventRecorder(client, "persistentvolume-controller"))
+    protection = ProtectionController(client, i(PVC), i(PV), i(POD))
+    grace = float(os.environ.get("VDISK_NODE_MONITOR_GRACE", "40"))
+    return [
+        HyperConvergedController(client, i(HYPERCONVERGED, HCO_NAMESPACE), i(CDI)).controller,
+        CDIConfigController(client, i(CDICONFIG), i(CDI), i(STORAGECLASS), events).controller,
+        pv.claims, pv.volumes, protection.claims, protection.volumes,
+        Scheduler(client, i(POD), i(NODE), i(PVC), i(PV), i(STORAGECLASS),
+                  EventRecorder(client, "default-scheduler")).controller,
+        NodeLifecycleController(client, i(NODE), grace).controller,
+    ]
+
+
 async def run_controllers(kubeconfig: Path, stop: asyncio.Event) -> None:
     client = Client(kubeconfig, field_manager="vdisk-controllers")
     informers = Informers(client)
-    events = EventRecorder(client, "vdisk-controllers")
-    controllers = [
-        HyperConvergedController(client, informers.get(HYPERCONVERGED, HCO_NAMESPACE), informers.get(CDI)).controller,
-        CDIConfigController(client, informers.get(CDICONFIG), informers.get(CDI), informers.get(STORAGECLASS),
-                            events).controller,
-    ]
+    controllers = build_controllers(client, informers)
     try:
         async with asyncio.TaskGroup() as tg:
             for inf in informers.all():

@@ -25,6 +25,9 @@ def default_pv(req: Request) -> None:
     spec.setdefault("volumeMode", "Filesystem")
     if req.operation == CREATE:
         obj["status"] = {"phase": "Pending"}
+        fins = obj["metadata"].setdefault("finalizers", [])
+        if "kubernetes.io/pv-protection" not in fins:  # StorageObjectInUseProtection admission plugin
+            fins.append("kubernetes.io/pv-protection")
 
 
 @validator("", "persistentvolumes")

@@ -36,6 +36,10 @@ def default_pvc(req: Request) -> None:
     if req.operation == CREATE:
         spec.setdefault("volumeMode", "Filesystem")
         obj["status"] = {"phase": "Pending"}
+        # StorageObjectInUseProtection admission plugin
+        fins = obj["metadata"].setdefault("finalizers", [])
+        if "kubernetes.io/pvc-protection" not in fins:
+            fins.append("kubernetes.io/pvc-protection")
         if "storageClassName" not in spec:
             name = default_storage_class(req)
             if name:
@@ -83,7 +87,8 @@ def _validate_update(spec: Obj, old: Obj) -> list[FieldError]:
     bound = (old.get("status") or {}).get("phase") == "Bound"
     new_c, old_c = dict(spec), dict(old_spec)
     if not old_spec.get("volumeName"):
-        old_c["volumeName"] = new_c.get("volumeName")  # binding sets volumeName once
+        old_c.pop("volumeName", None)  # binding sets volumeName once
+        new_c.pop("volumeName", None)
     for c in (new_c, old_c):
         c.pop("volumeAttributesClassName", None)
     if bound:
