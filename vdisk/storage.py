@@ -30,6 +30,8 @@ PVC_PROTECTION = "kubernetes.io/pvc-protection"
 PV_PROTECTION = "kubernetes.io/pv-protection"
 PROVISIONER_FINALIZER = "external-provisioner.volume.kubernetes.io/finalizer"
 LABEL_HOSTNAME = "kubernetes.io/hostname"
+HPP_NAMESPACE = "openshift-cnv"  # where the HostPathProvisioner's pool claims live
+ANN_TEMPLATE_MOUNTS = "vdisk.io/hpp-template-mounts"  # a node's mounted template pools (comma list)
 
 HPP_PROVISIONER = "kubevirt.io.hostpath-provisioner"
 LOCAL_BLOCK_PROVISIONER = "vdisk.io/local-block"
@@ -246,3 +248,23 @@ def best_volume(pvs: list[Obj], pvc: Obj, node: Obj | None = None) -> Obj | None
     if not candidates:
         return None
     return min(candidates, key=lambda p: (volume_capacity(p), meta(p).get("name", "")))
+
+
+def template_claim_name(pool: str, node: str) -> str:
+    """HPP's pool claim name: hpp-pool-<pool>-<node>, hashed when over 63 characters (storagepool.go)."""
+    import zlib
+
+    base, suffix = f"hpp-pool-{pool}", node
+    name = f"{base}-{suffix}"
+    if len(name) <= 63:
+        return name
+    digest = f"{zlib.crc32(base.encode()) & 0xffffffff:08x}"
+    if len(suffix) < 63 - 10:
+        return f"{base[:63 - 10 - len(suffix)]}-{digest}-{suffix}"
+    return f"{name[:54]}-{zlib.crc32(name.encode()) & 0xffffffff:08x}"
+
+
+def node_matches_workload(hpp: Obj, node: Obj) -> bool:
+    selector = ((hpp.get("spec") or {}).get("workload") or {}).get("nodeSelector") or {}
+    node_labels = meta(node).get("labels") or {}
+    return all(node_labels.get(k) == v for k, v in selector.items())

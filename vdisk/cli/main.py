@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("-v", "--verbose", action="count", default=1)
         sp.add_argument("-q", "--quiet", action="store_true")
     up.add_argument("--node-name", default=None, help="name of this machine's node (default: the host name)")
+    up.add_argument("--host-root", type=Path, default=Path("/"),
+                    help="where this node's host paths (pool paths, local PV paths) live (default /)")
     up.add_argument("--pod-restart-backoff", type=float, default=10.0, help=argparse.SUPPRESS)
 
     node = sub.add_parser("node", help="join a node agent for this machine to a running API server")
@@ -131,7 +133,9 @@ async def _run_server(args: argparse.Namespace, with_controllers: bool) -> int:
         from ..node.run import run_node
 
         tasks.append(asyncio.create_task(run_controllers(kc_path, stop)))
-        node_config = NodeConfig(name=args.node_name or default_node_name(), data_dir=config.data_dir / "node",
+        host_root = args.host_root.expanduser().resolve()
+        node_dir = config.data_dir / "node" if host_root == Path("/") else host_root / "var" / "lib" / "vdisk"
+        node_config = NodeConfig(name=args.node_name or default_node_name(), data_dir=node_dir, host_root=host_root,
                                  roles=("control-plane",), restart_backoff=args.pod_restart_backoff)
         tasks.append(asyncio.create_task(run_node(node_config, stop, kubeconfig=kc_path)))
     print(f"vdisk {'is up' if with_controllers else 'apiserver is serving'}: {server.url}", flush=True)

@@ -9,11 +9,26 @@ import os
 from pathlib import Path
 
 from .cdiconfig import CDIConfigController
-from .client import CDI, CDICONFIG, HYPERCONVERGED, NODE, POD, PV, PVC, STORAGECLASS, Client, Kind
+from .client import (
+    CDI,
+    CDICONFIG,
+    HOSTPATHPROVISIONER,
+    HYPERCONVERGED,
+    NODE,
+    POD,
+    PV,
+    PVC,
+    RESOURCEQUOTA,
+    STORAGECLASS,
+    Client,
+    Kind,
+)
+from .hostpathprovisioner import HostPathProvisionerController
 from .hyperconverged import HCO_NAMESPACE, HyperConvergedController
 from .nodelifecycle import NodeLifecycleController
 from .persistentvolume import PersistentVolumeController
 from .protection import ProtectionController
+from .resourcequota import ResourceQuotaController
 from .runtime import Controller, EventRecorder, Informer
 from .scheduler import Scheduler
 
@@ -51,6 +66,9 @@ def build_controllers(client: Client, informers: Informers) -> list[Controller]:
         Scheduler(client, i(POD), i(NODE), i(PVC), i(PV), i(STORAGECLASS),
                   EventRecorder(client, "default-scheduler")).controller,
         NodeLifecycleController(client, i(NODE), grace).controller,
+        ResourceQuotaController(client, i(RESOURCEQUOTA), i(POD), i(PVC)).controller,
+        HostPathProvisionerController(client, i(HOSTPATHPROVISIONER), i(NODE), i(PVC),
+                                      EventRecorder(client, "hostpath-provisioner-operator")).controller,
     ]
 
 

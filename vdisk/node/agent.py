@@ -31,6 +31,8 @@ from ..quantity import format_bytes
 from ..storage import (
     ANN_KUBELET_TOKEN,
     ANN_POOLS,
+    ANN_TEMPLATE_MOUNTS,
+    HPP_NAMESPACE,
     LABEL_HOSTNAME,
     OUR_PROVISIONERS,
     PROVISIONER_FINALIZER,
@@ -38,7 +40,9 @@ from ..storage import (
     claim_class,
     claim_request,
     meta,
+    node_matches_workload,
     pool_of_class,
+    template_claim_name,
     volume_capacity,
     volume_mode,
 )
@@ -59,8 +63,6 @@ from .volumes import (
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-HPP_NAMESPACE = "openshift-cnv"
-ANN_TEMPLATE_MOUNTS = "vdisk.io/hpp-template-mounts"
 
 
 @dataclass
@@ -72,26 +74,6 @@ class NodeConfig:
     address: str = "127.0.0.1"
     roles: tuple[str, ...] = ()
     restart_backoff: float = 10.0  # kubelet's first container restart back-off
-
-
-def template_claim_name(pool: str, node: str) -> str:
-    """HPP's pool claim name: hpp-pool-<pool>-<node>, hashed when over 63 characters (storagepool.go)."""
-    import zlib
-
-    base, suffix = f"hpp-pool-{pool}", node
-    name = f"{base}-{suffix}"
-    if len(name) <= 63:
-        return name
-    digest = f"{zlib.crc32(base.encode()) & 0xffffffff:08x}"
-    if len(suffix) < 63 - 10:
-        return f"{base[:63 - 10 - len(suffix)]}-{digest}-{suffix}"
-    return f"{name[:54]}-{zlib.crc32(name.encode()) & 0xffffffff:08x}"
-
-
-def node_matches_workload(hpp: Obj, node: Obj) -> bool:
-    selector = ((hpp.get("spec") or {}).get("workload") or {}).get("nodeSelector") or {}
-    node_labels = meta(node).get("labels") or {}
-    return all(node_labels.get(k) == v for k, v in selector.items())
 
 
 class NodeAgent:

@@ -92,6 +92,7 @@ def load_all() -> None:
         persistentvolume,
         persistentvolumeclaim,
         pod,
+        resourcequota,
         secret,
         storageclass,
     )

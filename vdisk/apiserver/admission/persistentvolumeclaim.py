@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...quantity import Quantity, QuantityError
+from .. import errors
 from ..errors import FieldError, forbidden_field, invalid_value, not_supported, required
 from ..printers import is_default_class
 from . import CREATE, UPDATE, Request, mutator, validator
@@ -78,7 +79,27 @@ def validate_pvc(req: Request) -> list[FieldError]:
             errs.append(invalid_value("spec.resources.requests[storage]", str(size), str(exc)))
     if req.operation == UPDATE and req.old is not None and req.subresource is None and not errs:
         errs += _validate_update(spec, req.old)
+        if not errs:
+            _check_resize(req, spec, req.old)
     return errs
+
+
+def _check_resize(req: Request, spec: Obj, old: Obj) -> None:
+    """PersistentVolumeClaimResize admission plugin (plugin/pkg/admission/storage/persistentvolume/resize)."""
+    try:
+        grows = Quantity.parse(_storage(spec)).value > Quantity.parse(_storage(old.get("spec") or {})).value
+    except (QuantityError, TypeError):
+        return
+    if not grows:
+        return
+    cls = (old.get("spec") or {}).get("storageClassName") or ""
+    sc = req.lookup.get("storage.k8s.io", "storageclasses", "", cls) if cls else None
+    pv_name = (old.get("spec") or {}).get("volumeName")
+    pv = req.lookup.get("", "persistentvolumes", "", pv_name) if pv_name else None
+    if sc is None or not sc.get("allowVolumeExpansion") or pv is None or \
+            (pv.get("spec") or {}).get("storageClassName") != cls:
+        raise errors.forbidden("", "persistentvolumeclaims", req.name, "only dynamically provisioned pvc can be "
+                               "resized and the storageclass that provisions the pvc must support resize")
 
 
 def _validate_update(spec: Obj, old: Obj) -> list[FieldError]:
