@@ -133,7 +133,8 @@ class VolumeStore:
 
     def as_host_path(self, real: Path) -> str:
         """The inverse of host_path, for paths written into PVs."""
-        rel = real.resolve().relative_to(self.host_root.resolve())
+        # resolve the directories but not the last component: a Block volume's `device` is a symlink
+        rel = (real.parent.resolve() / real.name).relative_to(self.host_root.resolve())
         return "/" + str(rel)
 
     async def create(self, pool: Pool, pv_name: str, mode: str, size: int) -> Path:
