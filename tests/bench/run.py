@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from tests.bench import apiserver
+from tests.bench import apiserver, provisioning
 
-BENCHES = {"apiserver": apiserver.main}
+BENCHES = {"apiserver": apiserver.main, "provisioning": provisioning.main}
 
 
 def main(argv: list[str] | None = None) -> int:

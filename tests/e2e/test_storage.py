@@ -443,3 +443,16 @@ def vp_kubectl() -> str:
     return kubectl_binaries()[0]
 
 
+
+
+def test_container_limits_are_applied_with_cgroups(cluster: Cluster, k: Kubectl) -> None:
+    """Limits reach the kernel: the container's own cgroup carries its memory and cpu limits."""
+    script = ("cg=$(grep -E ':memory:|^0::' /proc/self/cgroup | head -1 | cut -d: -f3); "
+              "if [ -f /sys/fs/cgroup/memory$cg/memory.limit_in_bytes ]; then "
+              "cat /sys/fs/cgroup/memory$cg/memory.limit_in_bytes; "
+              "cat /sys/fs/cgroup/cpu$(grep ':cpu,cpuacct:\\|:cpu:' /proc/self/cgroup | head -1 | cut -d: -f3)"
+              "/cpu.cfs_quota_us; "
+              "else cat /sys/fs/cgroup$cg/memory.max; cut -d' ' -f1 /sys/fs/cgroup$cg/cpu.max; fi")
+    k.create(pod("limited", script, container={"resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}}))
+    lines = pod_logs_when_done(k, "limited").split()
+    assert lines == [str(64 * 1024 * 1024), "25000"], lines

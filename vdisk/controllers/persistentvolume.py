@@ -83,7 +83,7 @@ class PersistentVolumeController:
         self.claims.watch(pvcs)
         self.claims.watch(pvs, self._claim_of_volume)
         self.claims.watch(classes, lambda o: self._pending_claims())
-        self.claims.watch(nodes, lambda o: self._pending_claims())
+        self.claims.watch(nodes, lambda o: self._claims_waiting_for_a_node())
         self.volumes.watch(pvs)
         self.volumes.watch(pvcs, self._volume_of_claim)
 
@@ -104,6 +104,11 @@ class PersistentVolumeController:
 
     def _pending_claims(self) -> list[Key]:
         return [key_of(c) for c in self.pvcs.list() if (c.get("status") or {}).get("phase") != "Bound"]
+
+    def _claims_waiting_for_a_node(self) -> list[Key]:
+        """Claims a node change may help: unbound, and no node chosen yet (a node's pools changed)."""
+        return [key_of(c) for c in self.pvcs.list() if (c.get("status") or {}).get("phase") != "Bound"
+                and not annotations_of(c).get(ANN_SELECTED_NODE)]
 
     # --- claims -------------------------------------------------------------------------------------------
 

@@ -78,8 +78,19 @@ class Scheduler:
         self.controller.watch(pods, lambda p: [key_of(p)] if self._wants_scheduling(p) else [])
         requeue = lambda o: [key_of(p) for p in self.pods.list() if self._wants_scheduling(p)]  # noqa: E731
         self.controller.watch(nodes, requeue)
-        self.controller.watch(pvcs, requeue)
-        self.controller.watch(pvs, requeue)
+        self.controller.watch(pvcs, self._pods_of_claim)
+        self.controller.watch(pvs, lambda pv: self._pods_of_claim_ref((pv.get("spec") or {}).get("claimRef")))
+
+    def _pods_of_claim_ref(self, ref: Obj | None) -> list[Key]:
+        if not ref:
+            return []
+        return self._pods_of_claim({"metadata": {"namespace": ref.get("namespace", ""), "name": ref.get("name", "")}})
+
+    def _pods_of_claim(self, pvc: Obj) -> list[Key]:
+        ns, name = key_of(pvc)
+        return [key_of(p) for p in self.pods.list(ns) if self._wants_scheduling(p) and
+                any((v.get("persistentVolumeClaim") or {}).get("claimName") == name
+                    for v in (p.get("spec") or {}).get("volumes") or [])]
 
     @staticmethod
     def _wants_scheduling(pod: Obj) -> bool:

@@ -105,9 +105,10 @@ class NodeAgent:
                               if (o.get("spec") or {}).get("volumeName") else [])
         pools_key = lambda o: [("", "pools")]  # noqa: E731
         self.pool_ctl.watch(self.hpps, pools_key)
-        self.pool_ctl.watch(self.pvs, pools_key)
         self.pool_ctl.watch(self.pvcs, lambda o: [("", "pools")] if meta(o).get("name", "").startswith("hpp-pool-")
                             else [])
+        # Volumes come and go by the hundred: recount pools at most once a second, not per PV event.
+        self.pvs.add_handler(lambda typ, o, old: self.pool_ctl.queue.add_after(("", "pools"), 1.0))
         self.extra_tasks: list[Any] = []
 
     # --- registration -------------------------------------------------------------------------------------
@@ -313,7 +314,6 @@ class NodeAgent:
                 raise
         await self.events.event(pvc, "Normal", "ProvisioningSucceeded", f"Successfully provisioned volume {pv_name}")
         log.info("provisioned claim=%s/%s volume=%s pool=%s size=%d", ns, name, pv_name, pool.name, size)
-        self.pool_ctl.queue.add(("", "pools"))
         return None
 
     async def _maybe_expand(self, pvc: Obj) -> Result | None:
@@ -392,7 +392,6 @@ class NodeAgent:
                 return Result(requeue_after=10)
             await self.volumes.delete(pool, name)
             log.info("deleted volume data volume=%s pool=%s", name, pool.name)
-            self.pool_ctl.queue.add(("", "pools"))
         if deleting:
             await self._drop_finalizer(pv)  # Retain: the PV object goes, the data stays (as HPP keeps the dir)
         else:

@@ -302,7 +302,9 @@ class PodWorker:
         spec_file = self.dir / "run" / f"{rec.name}.json"
         spec_file.parent.mkdir(parents=True, exist_ok=True)
         spec_file.write_text(json.dumps(shim_spec))
-        if can_isolate():
+        if program.kind == "pause":
+            argv = list(program.argv)  # a pause container only waits: no filesystem view to build
+        elif can_isolate():
             argv = ["unshare", "--mount", "--propagation", "private", sys.executable, "-m", "vdisk.node.shim",
                     str(spec_file)]
         elif mounts or devices:
@@ -312,7 +314,7 @@ class PodWorker:
         logf = log_path.open("ab")
         try:
             proc = await asyncio.create_subprocess_exec(*argv, stdout=logf, stderr=logf, stdin=asyncio.subprocess.DEVNULL,
-                                                        env=env if argv is program.argv else None,
+                                                        env=env if argv[0] != "unshare" else None,
                                                         start_new_session=True)
         finally:
             logf.close()
