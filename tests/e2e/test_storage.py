@@ -456,3 +456,26 @@ def test_container_limits_are_applied_with_cgroups(cluster: Cluster, k: Kubectl)
     k.create(pod("limited", script, container={"resources": {"limits": {"cpu": "250m", "memory": "64Mi"}}}))
     lines = pod_logs_when_done(k, "limited").split()
     assert lines == [str(64 * 1024 * 1024), "25000"], lines
+
+
+def test_a_claim_larger_than_any_pool_stays_pending_with_an_event(cluster: Cluster, k: Kubectl) -> None:
+    """Capacity is tracked per node and pool: no over-commit, and the claim says why it waits."""
+    k.create(claim("huge", "100Ti"))
+    time.sleep(1.5)
+    assert phase(k, "pvc", "huge") == "Pending"
+    events = k("get", "events", "--field-selector", "involvedObject.name=huge,reason=ProvisioningFailed")
+    assert 'bytes free in storage pool "local"' in events
+
+
+def test_a_claim_in_use_by_a_pod_is_deleted_only_after_the_pod(cluster: Cluster, k: Kubectl) -> None:
+    """kubernetes.io/pvc-protection keeps a used claim (and its volume) until the pod is gone."""
+    k.create(claim("used", "16Mi"))
+    k.create(pod("user", "sleep 600", mounts={"used": "/d"}))
+    wait_for(lambda: phase(k, "pod", "user") == "Running", what="pod Running")
+    k("delete", "pvc", "used", "--wait=false")
+    time.sleep(1.5)
+    got = k.json("get", "pvc", "used")
+    assert got["metadata"]["deletionTimestamp"] and "kubernetes.io/pvc-protection" in got["metadata"]["finalizers"]
+    assert "Terminating" in k("get", "pvc", "used")
+    k("delete", "pod", "user")
+    wait_for(lambda: k.run("get", "pvc", "used", check=False).returncode != 0, what="claim deleted after the pod")
