@@ -42,7 +42,17 @@ def test_hpp_example_is_accepted_with_a_warning_under_validate_warn(kubectl: Kub
         _cleanup_cluster_scoped(kubectl, "01-hpp_cr.yaml")
 
 
-@pytest.mark.parametrize("name", [m for m in MANIFESTS if m not in HCO_EXAMPLES and not m.startswith("01-")])
+def test_datavolume_with_a_scheme_less_url_is_refused_naming_the_field(kubectl: Kubectl) -> None:
+    """Example 11 verbatim: CDI's webhook refuses `url: "example.exampleurl.com"`."""
+    res = kubectl.run("create", "-f", str(EXAMPLES / "11-dv-annotation.yaml"), check=False)
+    assert res.returncode != 0
+    assert "spec.source.http.url" in res.stderr and "Invalid source URL: example.exampleurl.com" in res.stderr
+    fixed = yaml.safe_load((EXAMPLES / "11-dv-annotation.yaml").read_text())
+    fixed["spec"]["source"]["http"]["url"] = "http://example.exampleurl.com/disk.img"
+    assert "dv-ann created" in kubectl.create(fixed).stdout
+
+
+@pytest.mark.parametrize("name", [m for m in MANIFESTS if m not in HCO_EXAMPLES and not m.startswith(("01-", "11-"))])
 def test_every_example_is_created_verbatim(kubectl: Kubectl, name: str) -> None:
     """Each seed manifest is accepted as written (in the test's namespace when namespaced)."""
     if name in CLUSTER_SCOPED:

@@ -1,9 +1,9 @@
 """DataVolume admission (CDI's datavolume-validate webhook): sources, pvc/storage, sizes, immutable spec.
 
 Upstream: containerized-data-importer pkg/apiserver/webhooks/datavolume-validate.go; messages as there.
-Deliberate differences: a missing clone source PVC is accepted (the DV waits with CloneWithoutSource,
-as current CDI does), and an http URL without a scheme is accepted here and rejected by the importer
-with a clear message (the seed's own example 11 has such a URL and must be creatable).
+Deliberate difference: a missing clone source PVC is accepted (the DV waits with CloneWithoutSource, as
+current CDI does). The seed's example 11 has a URL without a scheme and is refused here, naming the
+field, as CDI's webhook refuses it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,24 @@ def _size_cause(resources: Obj | None, name: str, *, optional: bool) -> FieldErr
     if q.value < MIB:
         return cause(path, f"{name} size should be at least 1MiB")
     return None
+
+
+def _url_problem(url: str, kind: str) -> str:
+    """CDI's validateSourceURL: empty, unparsable, or a scheme the importer cannot use."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return "source URL is empty"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"Invalid source URL: {url}"
+    if not parts.scheme or not (parts.netloc or parts.path.startswith("/")):
+        return f"Invalid source URL: {url}"
+    allowed = ("http", "https", "gs") if kind == "http" else ("http", "https")
+    if parts.scheme not in allowed:
+        return f"Invalid source URL scheme: {url}"
+    return ""
 
 
 def _spec_causes(spec: Obj, req: Request) -> list[FieldError]:
@@ -108,8 +126,10 @@ def _spec_causes(spec: Obj, req: Request) -> list[FieldError]:
         if reg.get("imageStream") and reg.get("pullMethod") != "node":
             return [cause("spec.source.registry.pullMethod", "ImageStream is only supported with node pull import "
                           "method")]
-    if kind in ("http", "s3", "gcs", "imageio", "vddk") and not (source[kind] or {}).get("url"):
-        return [cause(f"spec.source.{kind}.url", "spec.source source URL is empty")]
+    if kind in ("http", "s3", "imageio", "vddk"):
+        problem = _url_problem(str((source[kind] or {}).get("url") or ""), kind)
+        if problem:
+            return [cause(f"spec.source.{kind}.url", f"spec.source {problem}")]
     if kind in ("pvc", "snapshot") and not (source[kind] or {}).get("name"):
         return [cause(f"spec.source.{kind}", f"spec.source.{kind} source {kind.upper()} is not valid")]
     if kind == "imageio":
