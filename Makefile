@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # Debian packages the data path and the tests use (none of them is left running as a service).
-DEBS   := ca-certificates xfsprogs util-linux
+DEBS   := ca-certificates xfsprogs util-linux qemu-utils nbdkit zstd xz-utils nginx-light docker-registry
 # Load generator for the benchmarks (make bench).
 BENCH_DEBS := wrk
 

@@ -95,7 +95,7 @@ def pool_of_class(sc: Obj) -> str:
 # --- node selection -----------------------------------------------------------------------------------------
 
 def _requirement_matches(req: Obj, values_of: dict[str, str]) -> bool:
-    key, op, vals = req.get("key"), req.get("operator"), req.get("values") or []
+    key, op, vals = str(req.get("key") or ""), req.get("operator"), req.get("values") or []
     has = key in values_of
     if op == "In":
         return has and values_of[key] in vals

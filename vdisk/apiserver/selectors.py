@@ -115,7 +115,7 @@ def parse_label_selector(text: str) -> list[Requirement]:
                 reqs.append(Requirement(key, "exists"))
             elif op in ("=", "==", "!="):
                 i += 1
-                val = peek() if _is_ident(peek()) else ""
+                val = str(peek() or "") if _is_ident(peek()) else ""
                 if val:
                     i += 1
                 _check_value(val)

@@ -101,7 +101,7 @@ class NodeAgent:
         self.claims.watch(self.pvs, _claim_of_pv)
         self.claims.watch(self.classes, lambda o: [key_of(c) for c in self.pvcs.list() if claim_wants_us(c, self.name)])
         self.volume_ctl.watch(self.pvs)
-        self.volume_ctl.watch(self.pvcs, lambda o: [("", (o.get("spec") or {}).get("volumeName"))]
+        self.volume_ctl.watch(self.pvcs, lambda o: [("", str((o.get("spec") or {}).get("volumeName")))]
                               if (o.get("spec") or {}).get("volumeName") else [])
         pools_key = lambda o: [("", "pools")]  # noqa: E731
         self.pool_ctl.watch(self.hpps, pools_key)
