@@ -193,3 +193,6 @@ def contains(actual: Any, expected: Any) -> bool:
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(k in actual and contains(actual[k], v) for k, v in expected.items())
     return bool(actual == expected)
+
+
+pytest_plugins = ["tests.fixtures_servers"]

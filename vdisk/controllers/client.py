@@ -145,3 +145,9 @@ RESOURCEQUOTA = Kind("", "v1", "ResourceQuota", "resourcequotas")
 CSIDRIVER = Kind("storage.k8s.io", "v1", "CSIDriver", "csidrivers", namespaced=False, status_subresource=False)
 HOSTPATHPROVISIONER = Kind("hostpathprovisioner.kubevirt.io", "v1beta1", "HostPathProvisioner",
                            "hostpathprovisioners", namespaced=False, status_subresource=False)
+STORAGEPROFILE = Kind("cdi.kubevirt.io", "v1beta1", "StorageProfile", "storageprofiles", namespaced=False)
+DATAVOLUME = Kind("cdi.kubevirt.io", "v1beta1", "DataVolume", "datavolumes")
+VOLUMESNAPSHOTCLASS = Kind("snapshot.storage.k8s.io", "v1", "VolumeSnapshotClass", "volumesnapshotclasses",
+                           namespaced=False, status_subresource=False)
+SECRET = Kind("", "v1", "Secret", "secrets", status_subresource=False)
+CONFIGMAP = Kind("", "v1", "ConfigMap", "configmaps", status_subresource=False)

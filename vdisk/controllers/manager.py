@@ -12,6 +12,7 @@ from .cdiconfig import CDIConfigController
 from .client import (
     CDI,
     CDICONFIG,
+    DATAVOLUME,
     HOSTPATHPROVISIONER,
     HYPERCONVERGED,
     NODE,
@@ -20,17 +21,22 @@ from .client import (
     PVC,
     RESOURCEQUOTA,
     STORAGECLASS,
+    STORAGEPROFILE,
+    VOLUMESNAPSHOTCLASS,
     Client,
     Kind,
 )
+from .datavolume import DataVolumeController
 from .hostpathprovisioner import HostPathProvisionerController
 from .hyperconverged import HCO_NAMESPACE, HyperConvergedController
+from .importpod import ImportPodController
 from .nodelifecycle import NodeLifecycleController
 from .persistentvolume import PersistentVolumeController
 from .protection import ProtectionController
 from .resourcequota import ResourceQuotaController
 from .runtime import Controller, EventRecorder, Informer
 from .scheduler import Scheduler
+from .storageprofile import StorageProfileController
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,7 @@ class Informers:
 
 def build_controllers(client: Client, informers: Informers) -> list[Controller]:
     events = EventRecorder(client, "vdisk-controllers")
+    cdi = EventRecorder(client, "datavolume-import-controller")
     i = informers.get
     pv = PersistentVolumeController(client, i(PVC), i(PV), i(STORAGECLASS), i(NODE),
                                     EventRecorder(client, "persistentvolume-controller"))
@@ -69,6 +76,10 @@ def build_controllers(client: Client, informers: Informers) -> list[Controller]:
         ResourceQuotaController(client, i(RESOURCEQUOTA), i(POD), i(PVC)).controller,
         HostPathProvisionerController(client, i(HOSTPATHPROVISIONER), i(NODE), i(PVC),
                                       EventRecorder(client, "hostpath-provisioner-operator")).controller,
+        StorageProfileController(client, i(STORAGEPROFILE), i(STORAGECLASS), i(VOLUMESNAPSHOTCLASS), cdi).controller,
+        DataVolumeController(client, i(DATAVOLUME), i(PVC), i(POD), i(STORAGECLASS), i(STORAGEPROFILE),
+                             i(CDICONFIG), cdi).controller,
+        ImportPodController(client, i(PVC), i(POD), i(STORAGECLASS), i(CDICONFIG), cdi).controller,
     ]
 
 

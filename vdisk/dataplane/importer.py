@@ -35,7 +35,7 @@ from .progress import ProgressFile
 from .registry import RegistrySpec
 from .sniff import COMPRESSIONS, CONVERTIBLE, HEADER_SIZE, detect
 from .stream import Checksum, Reader, stream_to_target
-from .target import Target, is_block, preallocate
+from .target import AlignedBuffer, Target, is_block, preallocate
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,12 @@ class ImportResult:
     route: str
     virtual_size: int
     data_written: int
-    preallocation_applied: bool
+    preallocation: str  # "" (none), "falloc" or "full"
     format: str
+
+    @property
+    def preallocation_applied(self) -> bool:
+        return bool(self.preallocation)
 
 
 class Reporter(Protocol):
@@ -107,6 +111,9 @@ def _source_counter(report: Reporter, total: int | None, phase: str, start: floa
 def _fresh_target(vol: Volume) -> Target:
     """A target that reads as zeros: a new sparse disk.img, or a device zeroed by the kernel if cheap."""
     if vol.block:
+        if vol.preallocation:
+            _write_zeros(vol.path)  # every block written once, as CDI's dd: then zeros can be skipped
+            return Target(vol.path, fresh=True)
         fresh = _zero_device(vol.path)
         return Target(vol.path, fresh=fresh)
     disk = vol.disk
@@ -139,22 +146,41 @@ def _zero_device(dev: Path) -> bool:
         os.close(fd)
 
 
-def _finish_disk(vol: Volume, target: Target, virtual_size: int) -> bool:
-    """Size disk.img to the usable space (grow only), apply preallocation, flush. Returns if preallocated."""
+def _write_zeros(dev: Path) -> int:
+    """Write zeros over a whole device with O_DIRECT (preallocation of a Block volume); returns its size."""
+    fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        buf = AlignedBuffer(8 * MIB)
+        pos = 0
+        while pos < size:
+            n = min(buf.size, size - pos)
+            if n % 4096:
+                os.close(fd)
+                fd = os.open(dev, os.O_WRONLY)  # an unaligned tail: finish without O_DIRECT
+                os.pwrite(fd, bytes(n), pos)
+                pos += n
+                break
+            pos += os.pwritev(fd, [buf.view[:n]], pos)
+        os.fsync(fd)
+        return size
+    finally:
+        os.close(fd)
+
+
+def _finish_disk(vol: Volume, target: Target, virtual_size: int) -> str:
+    """Size disk.img to the usable space (grow only), apply preallocation, flush. Returns the preallocation."""
     size = virtual_size
     if not vol.block:
         size = max(virtual_size, vol.usable())
     target.finish(size)
     target.close()
-    if vol.preallocation:
-        mode = preallocate(vol.disk, size) if not vol.block else _preallocate_device(vol.disk, virtual_size)
-        return mode != "none"
-    return False
-
-
-def _preallocate_device(dev: Path, written: int) -> str:
-    # a block device is allocated by definition; "preallocation" means every block written (CDI dd's zeros)
-    return "full"
+    if not vol.preallocation:
+        return ""
+    if vol.block:
+        return "full"  # zeroed in _fresh_target before the data went in
+    mode = preallocate(vol.disk, size)
+    return "" if mode == "none" else mode
 
 
 class _PrefixedReader:
@@ -365,25 +391,16 @@ def _import_archive(reader: Reader, vol: Volume, compression: str | None, checks
     if ck is not None:
         ck.verify()
     total = sum(f.stat().st_size for f in vol.path.rglob("*") if f.is_file())
-    return ImportResult("archive", total, total, False, "tar")
+    return ImportResult("archive", total, total, "", "tar")
 
 
 def create_blank(vol: Volume) -> ImportResult:
     """A blank disk: a sparse disk.img of the usable size (R35), or nothing to do on a Block volume."""
     if vol.block:
         if vol.preallocation:
-            size = vol.usable()
-            fd = os.open(vol.path, os.O_WRONLY)
-            try:
-                zeros = bytes(8 * MIB)
-                pos = 0
-                while pos < size:
-                    pos += os.pwrite(fd, zeros[:min(len(zeros), size - pos)], pos)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            return ImportResult("blank", size, size, True, "raw")
-        return ImportResult("blank", vol.usable(), 0, False, "raw")
+            size = _write_zeros(vol.path)
+            return ImportResult("blank", size, size, "full", "raw")
+        return ImportResult("blank", vol.usable(), 0, "", "raw")
     target = _fresh_target(vol)
     size = vol.usable()
     prealloc = _finish_disk(vol, target, size)

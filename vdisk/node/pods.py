@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..controllers.client import POD, PV, PVC, ApiError, Kind
 from ..controllers.runtime import Controller, Informer, Key, Result, key_of, now_rfc3339
+from ..dataplane.progress import read_progress
 from ..quantity import Quantity, QuantityError
 from ..storage import meta
 from .cgroups import ContainerCgroups
@@ -41,6 +42,9 @@ CONFIGMAP = Kind("", "v1", "ConfigMap", "configmaps")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_BACKOFF = 300.0
 TERMINATION_LIMIT = 4096
+PROGRESS_TARGET = "/dev/vdisk-progress"  # where a worker container finds its progress file
+ANN_PROGRESS = "vdisk.io/progress"  # the worker's last progress record, published on its pod
+PROGRESS_INTERVAL = 1.0
 
 
 class PodSetupError(Exception):
@@ -293,9 +297,15 @@ class PodWorker:
                                     "volumeMounts, not volumeDevices")
             devices.append({"source": source, "target": vd["devicePath"]})
         sec = {**((self.pod.get("spec") or {}).get("securityContext") or {}), **(spec.get("securityContext") or {})}
+        progress = self.dir / "progress" / rec.name
+        if program.kind == "worker":
+            progress.parent.mkdir(parents=True, exist_ok=True)
+            progress.write_bytes(b"")
         shim_spec = {"root": str(self.dir / "root" / rec.name), "mounts": mounts, "devices": devices,
                      "terminationLog": {"source": str(term),
                                         "target": spec.get("terminationMessagePath") or "/dev/termination-log"},
+                     "progressFile": {"source": str(progress), "target": PROGRESS_TARGET}
+                     if program.kind == "worker" else None,
                      "cgroups": cg.create(), "workingDir": spec.get("workingDir") or "/",
                      "argv": list(program.argv), "env": env,
                      "uid": sec.get("runAsUser"), "gid": sec.get("runAsGroup")}
@@ -325,7 +335,15 @@ class PodWorker:
         rec.started = True
         rec.ready = not rec.init
         await self.report()
-        code = await proc.wait()
+        publisher = asyncio.create_task(self._publish_progress(progress)) if program.kind == "worker" else None
+        try:
+            code = await proc.wait()
+        finally:
+            if publisher is not None:
+                publisher.cancel()
+                await asyncio.gather(publisher, return_exceptions=True)
+        if publisher is not None:
+            await self._publish_progress(progress, once=True)
         self.procs.pop(rec.name, None)
         finished = now_rfc3339()
         if code < 0:
@@ -342,6 +360,24 @@ class PodWorker:
         rec.ready = False
         cg.remove()
         return code
+
+    async def _publish_progress(self, path: Path, once: bool = False) -> None:
+        """Copy the worker's progress file into the pod annotation the controllers read (on change)."""
+        last = (meta(self.pod).get("annotations") or {}).get(ANN_PROGRESS)
+        while True:
+            rec = read_progress(path)
+            if rec is not None:
+                value = json.dumps(rec, separators=(",", ":"), sort_keys=True)
+                if value != last:
+                    try:
+                        await self.client.patch(POD, self.name, {"metadata": {"annotations": {ANN_PROGRESS: value}}},
+                                                namespace=self.ns)
+                        last = value
+                    except ApiError as exc:
+                        log.debug("progress not published pod=%s/%s error=%s", self.ns, self.name, exc)
+            if once:
+                return
+            await asyncio.sleep(PROGRESS_INTERVAL)
 
     async def _supervise(self, rec: ContainerRecord, spec: Obj, init: bool) -> None:
         backoff = self.agent.config.restart_backoff

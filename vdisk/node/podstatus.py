@@ -48,21 +48,29 @@ def pod_phase(restart_policy: str, init: list[ContainerRecord], main: list[Conta
             return "Pending"
         if t.get("exitCode", 0) != 0:
             return "Failed" if restart_policy == "Never" else "Pending"
-    running = sum(1 for c in main if c.running)
-    terminated = [c.terminated for c in main if c.terminated is not None]
-    waiting = len(main) - running - len(terminated)
+    # kubelet getPhase: a container waiting to restart after a run counts as stopped, not waiting
+    running = stopped = succeeded = waiting = 0
+    for c in main:
+        if c.running:
+            running += 1
+        elif c.terminated is not None:
+            stopped += 1
+            succeeded += c.terminated.get("exitCode", 0) == 0
+        elif (c.last_state or {}).get("terminated") is not None:
+            stopped += 1
+        else:
+            waiting += 1
+    if waiting:
+        return "Pending"
     if running:
         return "Running"
-    if waiting and not terminated:
-        return "Pending"
-    if len(terminated) == len(main):
-        succeeded = all(t.get("exitCode", 0) == 0 for t in terminated if t)
+    if stopped == len(main) and main:
         if restart_policy == "Always":
             return "Running"
-        if restart_policy == "OnFailure":
-            return "Succeeded" if succeeded else "Running"
-        return "Succeeded" if succeeded else "Failed"
-    return "Running"
+        if stopped == succeeded:
+            return "Succeeded"
+        return "Failed" if restart_policy == "Never" else "Running"
+    return "Pending"
 
 
 def conditions(now: str, old: list[Obj], volumes_ready: bool, init: list[ContainerRecord],

@@ -3,8 +3,8 @@
 Run by the node agent as `unshare --mount --propagation private python -m vdisk.node.shim SPEC.json`.
 In its private mount namespace it assembles a root the way a container runtime would, but from the
 host's own userland: a tmpfs root with every top-level host directory bind-mounted into it, a fresh
-/dev (standard character devices, devpts, shm, the container's termination-message file and the
-pod's Block volumes as device nodes), and the pod's volumes bind-mounted at their mount paths. Then
+/dev (standard character devices, devpts, shm, the container's termination-message and progress
+files and the pod's Block volumes as device nodes), and the pod's volumes bind-mounted at their mount paths. Then
 it joins the pod's cgroups, chroots, drops to the requested user and execs. Nothing of this is seen
 outside the namespace, and nothing is created on the host's own filesystem: a mount path below an
 existing host directory gets a tmpfs over its deepest existing ancestor (inside the namespace only).
@@ -98,10 +98,10 @@ def main(spec_path: str) -> None:
         target = ensure_target(root, d["target"], True)
         target.unlink()
         os.mknod(target, 0o660 | stat.S_IFBLK, rdev)
-    term = spec.get("terminationLog")
-    if term:
-        target = ensure_target(root, term["target"], True)
-        sh("mount", "--bind", term["source"], str(target))
+    for f in [spec.get("terminationLog"), spec.get("progressFile")]:
+        if f:
+            target = ensure_target(root, f["target"], True)
+            sh("mount", "--bind", f["source"], str(target))
     for cg in spec.get("cgroups", []):
         try:
             Path(cg, "cgroup.procs").write_text(str(os.getpid()))

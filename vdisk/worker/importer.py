@@ -81,7 +81,7 @@ def _volume() -> Volume:
     if not path.exists():
         raise DataplaneError(f"no target volume: neither {DATA_DIR} nor {BLOCK_DEVICE} is mounted")
     try:
-        request = Quantity.parse(_env("IMPORTER_IMAGE_SIZE", "0") or "0").value
+        request = Quantity.parse(_env("IMPORTER_IMAGE_SIZE", "0") or "0").bytes
     except QuantityError as exc:
         raise DataplaneError(f"invalid IMPORTER_IMAGE_SIZE: {exc}") from exc
     overhead = float(_env("FILESYSTEM_OVERHEAD", "0") or 0)
@@ -150,6 +150,6 @@ def main() -> int:
     log.info("import complete route=%s format=%s virtual_size=%d data=%d preallocated=%s", result.route,
              result.format, result.virtual_size, result.data_written, result.preallocation_applied)
     _terminate({"message": "Import Complete", "preallocationApplied": result.preallocation_applied,
-                "vdisk": {"route": result.route, "format": result.format, "virtualSize": result.virtual_size,
+                "vdisk": {"route": result.route, "preallocation": result.preallocation, "format": result.format, "virtualSize": result.virtual_size,
                           "dataWritten": result.data_written}})
     return 0

@@ -1,4 +1,4 @@
-"""Servers and images shared by the data-plane tests (started once per module)."""
+"""Servers and images shared by the data-plane and import tests (pytest fixtures, started once per session)."""
 
 from __future__ import annotations
 
@@ -11,24 +11,24 @@ import pytest
 from tests.servers import Images, Nginx, Registry, make_images, nginx, registry
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     return make_images(tmp_path_factory.mktemp("images"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def web(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     with nginx(images.dir, tmp_path_factory.mktemp("nginx")) as n:
         yield n
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def secure_registry(web: Nginx, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     with registry(tmp_path_factory.mktemp("registry-tls"), ca=web.ca, user="puller", password="pull-pass") as r:
         yield r
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def insecure_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     with registry(tmp_path_factory.mktemp("registry-plain")) as r:
         yield r

@@ -1,0 +1,89 @@
+"""CDI's names and formulas, shared by the DataVolume and worker-pod controllers (no API calls here).
+
+Annotation names are CDI's (pkg/controller/common/util.go), so scripts and habits keep working.
+Sizes follow pkg/util/util.go after PR #3779: GetRequiredSpace and GetUsableSpace with 1 MiB alignment.
+"""
+
+from __future__ import annotations
+
+import math
+
+MIB = 1024 * 1024
+
+PREFIX = "cdi.kubevirt.io/"
+# the DataVolume -> PVC hand-over
+ANN_CREATED_FOR_DV = PREFIX + "createdForDataVolume"
+ANN_POPULATED_FOR = PREFIX + "storage.populatedFor"
+ANN_CONTENT_TYPE = PREFIX + "storage.contentType"
+ANN_PREALLOCATION_REQUESTED = PREFIX + "storage.preallocation.requested"
+ANN_PREALLOCATION_APPLIED = PREFIX + "storage.preallocation"
+ANN_IMMEDIATE_BINDING = PREFIX + "storage.bind.immediate.requested"
+ANN_PRIORITY_CLASS = PREFIX + "storage.pod.priorityclassname"
+ANN_SERVICE_ACCOUNT = PREFIX + "storage.pod.serviceAccountName"
+ANN_RETAIN_POD = PREFIX + "storage.pod.retainAfterCompletion"
+# import source
+ANN_SOURCE = PREFIX + "storage.import.source"
+ANN_ENDPOINT = PREFIX + "storage.import.endpoint"
+ANN_SECRET = PREFIX + "storage.import.secretName"
+ANN_CERT_CONFIGMAP = PREFIX + "storage.import.certConfigMap"
+ANN_EXTRA_HEADERS = PREFIX + "storage.import.extraHeaders"
+ANN_SECRET_EXTRA_HEADERS = PREFIX + "storage.import.secretExtraHeaders"
+ANN_CHECKSUM = PREFIX + "storage.import.checksum"
+ANN_INSECURE = PREFIX + "storage.import.insecureSkipVerify"
+ANN_REGISTRY_METHOD = PREFIX + "storage.import.registryImportMethod"
+ANN_IMPORT_POD = PREFIX + "storage.import.importPodName"
+ANN_REQUIRES_SCRATCH = PREFIX + "storage.import.requiresScratch"
+ANN_FATAL_ERROR = PREFIX + "storage.import.fatalError"
+# the worker pod's state, mirrored on the PVC
+ANN_POD_PHASE = PREFIX + "storage.pod.phase"
+ANN_POD_READY = PREFIX + "storage.pod.ready"
+ANN_POD_RESTARTS = PREFIX + "storage.pod.restarts"
+ANN_POD_SCHEDULABLE = PREFIX + "storage.pod.schedulable"
+ANN_RUNNING = PREFIX + "storage.condition.running"
+ANN_RUNNING_MESSAGE = PREFIX + "storage.condition.running.message"
+ANN_RUNNING_REASON = PREFIX + "storage.condition.running.reason"
+ANN_BOUND = PREFIX + "storage.condition.bound"
+ANN_BOUND_MESSAGE = PREFIX + "storage.condition.bound.message"
+ANN_BOUND_REASON = PREFIX + "storage.condition.bound.reason"
+
+SOURCE_HTTP, SOURCE_REGISTRY, SOURCE_NONE = "http", "registry", "none"
+CONTENT_KUBEVIRT, CONTENT_ARCHIVE = "kubevirt", "archive"
+
+LABEL_APP = "app"
+APP = "containerized-data-importer"
+LABEL_COMPONENT = "cdi.kubevirt.io"
+IMPORTER_LABEL = "importer"
+ANN_PROGRESS = "vdisk.io/progress"  # a worker's progress record, published on its pod by the node agent
+
+DEFAULT_OVERHEAD = 0.055
+TOO_SMALL = "DataVolume too small to contain image"
+_TOO_SMALL_HINTS = ("is larger than the reported available", "no space left on device", "disk quota exceeded",
+                    "file largest block is bigger than maxblock")
+
+
+def round_up(n: int, align: int = MIB) -> int:
+    return -(-n // align) * align
+
+
+def required_space(overhead: float, requested: int) -> int:
+    """GetRequiredSpace: the PVC request that leaves `requested` bytes for the image."""
+    return math.ceil(round_up(requested) * (1 + overhead))
+
+
+def usable_space(overhead: float, available: int) -> int:
+    """GetUsableSpace: the image size a volume of `available` bytes holds with the overhead reserved."""
+    return (math.ceil(available / (1 + overhead)) // MIB) * MIB
+
+
+def simplify_message(message: str) -> str:
+    """CDI simplifyKnownMessage: capacity failures read the same whatever layer noticed them."""
+    low = message.lower()
+    return TOO_SMALL if any(h in low for h in _TOO_SMALL_HINTS) else message
+
+
+def importer_pod_name(pvc_name: str) -> str:
+    return f"importer-{pvc_name}"[:253]
+
+
+def scratch_name(pvc_name: str) -> str:
+    return f"{pvc_name}-scratch"[:253]
