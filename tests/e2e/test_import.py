@@ -122,7 +122,7 @@ def test_http_formats_import_and_fill_the_requested_size(k: Kubectl, server: tup
              "vmdk": "disk.vmdk", "qgz": "disk.qcow2.gz"}
     for n, f in names.items():
         k.create(dv(n, http(web.url(f))))
-    for n, f in names.items():
+    for n in names:
         obj = wait_phase(k, n, "Succeeded")
         assert obj["status"]["progress"] == "100.0%"
         assert condition(obj, "Ready")["status"] == "True"
