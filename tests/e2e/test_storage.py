@@ -461,10 +461,11 @@ def test_container_limits_are_applied_with_cgroups(cluster: Cluster, k: Kubectl)
 def test_a_claim_larger_than_any_pool_stays_pending_with_an_event(cluster: Cluster, k: Kubectl) -> None:
     """Capacity is tracked per node and pool: no over-commit, and the claim says why it waits."""
     k.create(claim("huge", "100Ti"))
-    time.sleep(1.5)
+    # (right after a node restart the first attempt may find no Ready node: the retry then says why)
+    wait_for(lambda: 'bytes free in storage pool "local"' in k(
+        "get", "events", "--field-selector", "involvedObject.name=huge,reason=ProvisioningFailed"), timeout=15,
+        what="capacity event")
     assert phase(k, "pvc", "huge") == "Pending"
-    events = k("get", "events", "--field-selector", "involvedObject.name=huge,reason=ProvisioningFailed")
-    assert 'bytes free in storage pool "local"' in events
 
 
 def test_a_claim_in_use_by_a_pod_is_deleted_only_after_the_pod(cluster: Cluster, k: Kubectl) -> None:

@@ -107,7 +107,8 @@ class StorageProfileController:
         sc = self.classes.get("", name)
         profile = self.profiles.get("", name)
         if sc is None:
-            if profile is not None:
+            # ours go with their class; one a user made ahead of its class waits for it
+            if profile is not None and (meta(profile).get("labels") or {}).get("app") == "containerized-data-importer":
                 await self.client.delete(STORAGEPROFILE, name)
             return None
         if profile is None:
