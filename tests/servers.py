@@ -415,6 +415,8 @@ def make_images(d: Path) -> Images:
     (d / "truncated.raw.gz").write_bytes(gz[: len(gz) // 2])
     xz = (d / "disk.raw.xz").read_bytes()
     (d / "truncated.raw.xz").write_bytes(xz[: len(xz) // 2])
+    zst = (d / "disk.raw.zst").read_bytes()
+    (d / "truncated.raw.zst").write_bytes(zst[: len(zst) // 2])
     base = d / "base.qcow2"
     qemu_img("create", "-f", "qcow2", str(base), "64M")
     qemu_img("create", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(d / "backed.qcow2"))

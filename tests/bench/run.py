@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from tests.bench import apiserver, provisioning
+from tests.bench import apiserver, importer, provisioning
 
-BENCHES = {"apiserver": apiserver.main, "provisioning": provisioning.main}
+BENCHES = {"apiserver": apiserver.main, "provisioning": provisioning.main, "importer": importer.main}
 
 
 def main(argv: list[str] | None = None) -> int:

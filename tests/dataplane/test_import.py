@@ -152,6 +152,7 @@ def test_checksum_verified_while_streaming(tmp_path: Path, web: Nginx, images: I
 
 
 @pytest.mark.parametrize("name,error", [("truncated.raw.gz", FormatError), ("truncated.raw.xz", FormatError),
+                                        ("truncated.raw.zst", FormatError),
                                         ("corrupt.qcow2", DataplaneError), ("tiny.bin", FormatError)])
 def test_broken_images_fail(tmp_path: Path, web: Nginx, name: str, error: type[Exception]) -> None:
     with pytest.raises(error):

@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Protocol
 
 from . import nbdkit, qemu_img, registry
-from .decompress import decoder_for
+from .decompress import close_reader, decoding_reader, peek
 from .errors import DataplaneError, FormatError, ScratchRequired, TooSmall
 from .http import HttpSpec, HttpStream
 from .progress import ProgressFile
 from .registry import RegistrySpec
 from .sniff import COMPRESSIONS, CONVERTIBLE, HEADER_SIZE, detect
-from .stream import Checksum, Reader, stream_to_target
+from .stream import Checksum, CountingReader, Reader, ReaderFile, stream_to_target
 from .target import AlignedBuffer, Target, is_block, preallocate
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def _inner_format(prefix: bytes) -> tuple[str, str | None]:
     if outer not in COMPRESSIONS:
         return outer, None
     try:
-        inner = decoder_for(outer).decode(prefix)
+        inner = peek(outer, prefix, HEADER_SIZE * 2)
     except FormatError:
         inner = b""
     return (detect(inner) if len(inner) >= HEADER_SIZE or inner else "raw"), outer
@@ -278,7 +278,7 @@ def _stream_raw(reader: Reader, vol: Volume, compression: str | None, checksum: 
                 on_source: Callable[[int], None]) -> ImportResult:
     target = _fresh_target(vol)
     try:
-        result = stream_to_target(reader, target, decoder=decoder_for(compression) if compression else None,
+        result = stream_to_target(reader, target, compression=compression,
                                   checksum=Checksum(checksum) if checksum else None, progress=on_source)
     except BaseException:
         target.close()
@@ -330,7 +330,7 @@ def _convert_via_scratch(reader: Reader, vol: Volume, fmt: str, compression: str
     tmp.unlink(missing_ok=True)
     target = Target(tmp, fresh=True)
     try:
-        stream_to_target(reader, target, decoder=decoder_for(compression) if compression else None,
+        stream_to_target(reader, target, compression=compression,
                          checksum=Checksum(checksum) if checksum else None, progress=on_source)
         target.finish()
     finally:
@@ -342,52 +342,21 @@ def _convert_via_scratch(reader: Reader, vol: Volume, fmt: str, compression: str
     return _finish_converted(vol, info, "scratch", fmt)
 
 
-class _ReaderFile:
-    """A file object over a Reader (+ decoder, checksum) for tarfile's stream mode."""
-
-    def __init__(self, reader: Reader, compression: str | None, checksum: Checksum | None,
-                 on_source: Callable[[int], None]):
-        self.reader = reader
-        self.decoder = decoder_for(compression) if compression else None
-        self.checksum = checksum
-        self.on_source = on_source
-        self.buf = b""
-        self.eof = False
-        self._raw = bytearray(1 << 20)
-
-    def read(self, n: int = -1) -> bytes:
-        while (n < 0 or len(self.buf) < n) and not self.eof:
-            view = memoryview(self._raw)
-            got = self.reader.readinto(view)
-            if got == 0:
-                self.eof = True
-                if self.decoder is not None:
-                    self.buf += self.decoder.flush()
-                break
-            chunk = bytes(view[:got])
-            self.on_source(got)
-            if self.checksum is not None:
-                self.checksum.update(chunk)
-            self.buf += self.decoder.decode(chunk) if self.decoder is not None else chunk
-        if n < 0:
-            out, self.buf = self.buf, b""
-        else:
-            out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-
 def _import_archive(reader: Reader, vol: Volume, compression: str | None, checksum: str | None,
                     source_progress: Callable[[int], None]) -> ImportResult:
     """contentType archive: unpack a tar into the Filesystem volume (no device files, no escapes)."""
     if vol.block:
         raise DataplaneError("ContentType Archive cannot have block volumeMode")
     ck = Checksum(checksum) if checksum else None
-    fileobj = _ReaderFile(reader, compression, ck, source_progress)
+    counted = CountingReader(reader, ck, source_progress)
+    data = decoding_reader(compression, counted) if compression else counted
     try:
-        with tarfile.open(fileobj=fileobj, mode="r|") as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=ReaderFile(data), mode="r|") as tar:  # type: ignore[call-overload]
             tar.extractall(vol.path, filter="data")
     except (tarfile.TarError, EOFError) as exc:
         raise FormatError(f"archive: {exc}") from exc
+    finally:
+        close_reader(data)
     if ck is not None:
         ck.verify()
     total = sum(f.stat().st_size for f in vol.path.rglob("*") if f.is_file())

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .decompress import decoder_for
+from .decompress import close_reader, decoding_reader
 from .errors import AuthError, DataplaneError, FormatError, SourceError
 from .http import HttpSpec, HttpStream, fetch_small
 from .sniff import CONVERTIBLE, detect
+from .stream import CountingReader, ReaderFile
 
 log = logging.getLogger(__name__)
 
@@ -174,40 +175,6 @@ class RegistryClient:
         return self._get(f"blobs/{digest}")
 
 
-class _StreamFile:
-    """A read() file object over a layer stream, decompressing on the fly (for tarfile's stream mode)."""
-
-    def __init__(self, stream: HttpStream, compression: str | None, on_source: Callable[[int], None]):
-        self.stream = stream
-        self.decoder = decoder_for(compression) if compression else None
-        self.on_source = on_source
-        self.buf = memoryview(b"")
-        self.raw = bytearray(1 << 20)
-        self.eof = False
-
-    def read(self, n: int = -1) -> bytes:
-        parts = []
-        want = n
-        while not self.eof and (want < 0 or len(self.buf) < want):
-            if self.buf:
-                parts.append(bytes(self.buf))
-                want -= len(self.buf) if want > 0 else 0
-                self.buf = memoryview(b"")
-            got = self.stream.readinto(memoryview(self.raw))
-            if got == 0:
-                self.eof = True
-                if self.decoder is not None:
-                    self.buf = memoryview(self.decoder.flush())
-                break
-            self.on_source(got)
-            chunk = memoryview(self.raw)[:got]
-            self.buf = memoryview(self.decoder.decode(chunk) if self.decoder is not None else bytes(chunk))
-        take = len(self.buf) if want < 0 else min(want, len(self.buf))
-        parts.append(bytes(self.buf[:take]))
-        self.buf = self.buf[take:]
-        return b"".join(parts)
-
-
 def _layer_compression(layer: Obj, first: bytes) -> str | None:
     media = layer.get("mediaType", "")
     if media.endswith("gzip"):
@@ -238,18 +205,15 @@ def find_disk(spec: RegistrySpec, consume: Callable[[str, Any, int], Any],
     layers = manifest.get("layers") or []
     for layer in layers:
         stream = client.blob(layer["digest"])
+        data: Any = None
         try:
-            peek = bytearray(4096)
-            n = stream.readinto(memoryview(peek))
-            compression = _layer_compression(layer, bytes(peek[:n]))
-            fobj = _StreamFile(stream, compression, progress)
-            if compression is not None:
-                assert fobj.decoder is not None
-                fobj.buf = memoryview(fobj.decoder.decode(bytes(peek[:n])))
-            else:
-                fobj.buf = memoryview(bytes(peek[:n]))
+            head = bytearray(4096)
+            n = stream.readinto(memoryview(head))
+            compression = _layer_compression(layer, bytes(head[:n]))
+            source = CountingReader(_PrefixReader(bytes(head[:n]), stream), None, progress)
+            data = decoding_reader(compression, source) if compression else source
             try:
-                with tarfile.open(fileobj=fobj, mode="r|") as tar:  # type: ignore[call-overload]
+                with tarfile.open(fileobj=ReaderFile(data), mode="r|") as tar:  # type: ignore[call-overload]
                     for member in tar:
                         name = member.name.lstrip("./")
                         if not name.startswith("disk/") or not member.isreg() or \
@@ -264,10 +228,12 @@ def find_disk(spec: RegistrySpec, consume: Callable[[str, Any, int], Any],
                         log.info("registry disk found layer=%s file=%s format=%s size=%d", layer["digest"][:19],
                                  name, fmt, member.size)
                         return consume(fmt, reader, member.size)
-            except (tarfile.TarError, EOFError) as exc:
+            except (tarfile.TarError, EOFError, FormatError) as exc:
                 log.warning("skipping unreadable layer digest=%s error=%s", layer["digest"], exc)
                 continue
         finally:
+            if data is not None:
+                close_reader(data)
             stream.close()
     raise DataplaneError(NOT_FOUND)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .decompress import Decoder
+from .decompress import close_reader, decoding_reader
 from .errors import ChecksumMismatch, DataplaneError, FormatError
 from .target import AlignedBuffer, Target, ZeroDetector
 
@@ -57,86 +57,88 @@ class Checksum:
             raise ChecksumMismatch(self.algorithm, self.expected, actual)
 
 
-class _Filler:
-    """Turns a reader (+ optional decoder) into full buffers of decoded bytes."""
+class CountingReader:
+    """The source as read: feeds the checksum and the progress counter (before any decompression)."""
 
-    def __init__(self, reader: Reader, decoder: Decoder | None, checksum: Checksum | None,
-                 on_source: Callable[[int], None], prefix: bytes = b""):
-        self.reader = reader
-        self.decoder = decoder
+    def __init__(self, inner: Reader, checksum: Checksum | None = None,
+                 on_source: Callable[[int], None] = lambda n: None):
+        self.inner = inner
         self.checksum = checksum
         self.on_source = on_source
-        self.pending = memoryview(b"")  # decoded bytes not yet copied into a buffer (a view: no re-copies)
-        self.prefix = prefix  # bytes already read from the source (sniffing) to replay first
-        self.eof = False
-        self.source_bytes = 0
-        self._raw = AlignedBuffer(1 << 20) if decoder is not None else None
+        self.count = 0
 
-    def _take_source(self, into: memoryview) -> int:
-        if self.prefix:
-            n = min(len(self.prefix), len(into))
-            into[:n] = self.prefix[:n]
-            self.prefix = self.prefix[n:]
-        else:
-            n = self.reader.readinto(into)
+    def readinto(self, buf: memoryview) -> int:
+        n = self.inner.readinto(buf)
         if n:
-            self.source_bytes += n
+            self.count += n
             if self.checksum is not None:
-                self.checksum.update(into[:n])
+                self.checksum.update(buf[:n])
             self.on_source(n)
         return n
 
-    def fill(self, buf: AlignedBuffer) -> int:
-        size = buf.size
-        got = 0
-        view = buf.view
-        while got < size:
-            if self.decoder is None:
-                n = self._take_source(view[got:])
-                if n == 0:
-                    self.eof = True
-                    break
-                got += n
-                continue
-            if not self.pending:
+
+class ReaderFile:
+    """A read(n) file object over a Reader (what tarfile's stream mode wants)."""
+
+    def __init__(self, reader: Reader, chunk: int = 1 << 20):
+        self.reader = reader
+        self._buf = bytearray(chunk)
+        self._pending = memoryview(b"")
+        self.eof = False
+
+    def read(self, n: int = -1) -> bytes:
+        parts: list[bytes] = []
+        want = n
+        while want != 0:
+            if not self._pending:
                 if self.eof:
                     break
-                assert self._raw is not None
-                n = self._take_source(self._raw.view)
-                if n == 0:
-                    self.pending = memoryview(self.decoder.flush())
+                got = self.reader.readinto(memoryview(self._buf))
+                if got == 0:
                     self.eof = True
-                    if not self.pending:
-                        break
-                else:
-                    self.pending = memoryview(self.decoder.decode(self._raw.view[:n]))
-                    continue
-            take = min(len(self.pending), size - got)
-            view[got:got + take] = self.pending[:take]
-            self.pending = self.pending[take:]
-            got += take
-        return got
+                    break
+                self._pending = memoryview(bytes(self._buf[:got]))
+            take = len(self._pending) if want < 0 else min(want, len(self._pending))
+            parts.append(bytes(self._pending[:take]))
+            self._pending = self._pending[take:]
+            if want > 0:
+                want -= take
+        return b"".join(parts)
 
 
-def stream_to_target(reader: Reader, target: Target, *, decoder: Decoder | None = None,
-                     checksum: Checksum | None = None, prefix: bytes = b"",
+def _fill(reader: Reader, buf: AlignedBuffer) -> int:
+    """Fill `buf` from `reader`; short only at the end of the stream."""
+    view = buf.view
+    got = 0
+    while got < buf.size:
+        n = reader.readinto(view[got:])
+        if n == 0:
+            break
+        got += n
+    return got
+
+
+def stream_to_target(reader: Reader, target: Target, *, compression: str | None = None,
+                     checksum: Checksum | None = None,
                      progress: Callable[[int], None] = lambda n: None) -> StreamResult:
-    """Copy the whole source into `target` from offset 0; raises DataplaneError (from either thread)."""
+    """Copy the whole source (decompressed if `compression`) into `target` from offset 0; raises
+    DataplaneError (from either thread)."""
     free: queue.Queue[AlignedBuffer] = queue.Queue()
     full: queue.Queue[tuple[AlignedBuffer, int] | BaseException | None] = queue.Queue()
     for _ in range(BUFFERS):
         free.put(AlignedBuffer(CHUNK))
-    filler = _Filler(reader, decoder, checksum, progress, prefix)
+    counted = CountingReader(reader, checksum, progress)
+    data = decoding_reader(compression, counted) if compression else counted
     stop = threading.Event()
 
     def read_loop() -> None:
         try:
             while not stop.is_set():
                 buf = free.get()
-                n = filler.fill(buf)
+                n = _fill(data, buf)
                 if n:
                     full.put((buf, n))
-                if filler.eof or n == 0:
+                if n < buf.size:
                     break
             full.put(None)
         except BaseException as exc:  # handed to the writer, which re-raises it
@@ -145,7 +147,7 @@ def stream_to_target(reader: Reader, target: Target, *, decoder: Decoder | None 
     t = threading.Thread(target=read_loop, name="vdisk-stream-reader", daemon=True)
     t.start()
     zero = ZeroDetector(GRANULARITY)
-    offset = data = 0
+    offset = written = 0
     try:
         while True:
             item = full.get()
@@ -169,7 +171,7 @@ def stream_to_target(reader: Reader, target: Target, *, decoder: Decoder | None 
                     target.zero(offset + pos, run_end - pos)
                 else:
                     target.write(buf, pos, run_end - pos, offset + pos)
-                    data += run_end - pos
+                    written += run_end - pos
                 pos = run_end
             offset += n
             free.put(buf)
@@ -181,10 +183,14 @@ def stream_to_target(reader: Reader, target: Target, *, decoder: Decoder | None 
             pass
         raise
     finally:
+        if stop.is_set():
+            close_reader(data)  # a decompressor process still running is stopped
         t.join(timeout=5)
+        close_reader(data)
     if checksum is not None:
         checksum.verify()
-    return StreamResult(offset, data, filler.source_bytes)
+    return StreamResult(offset, written, counted.count)
 
 
-__all__ = ["CHUNK", "Checksum", "DataplaneError", "StreamResult", "stream_to_target"]
+__all__ = ["CHUNK", "Checksum", "CountingReader", "DataplaneError", "ReaderFile", "StreamResult",
+           "stream_to_target"]
