@@ -403,11 +403,19 @@ def test_annotations_propagate_to_the_importer_pod(k: Kubectl, web: Nginx) -> No
     k.create(text.replace("  name: dv-ann\n  annotations:\n",
                           "  name: dv-ann\n  annotations:\n      cdi.kubevirt.io/storage.pod.retainAfterCompletion: "
                           "\"true\"\n"))
+    prio = dv("prio", {"blank": {}}, size="64Mi", priorityClassName="vdisk-test-high")
+    prio["metadata"]["annotations"] = {"cdi.kubevirt.io/storage.pod.retainAfterCompletion": "true",
+                                       "k8s.v1.cni.cncf.io/networks": "storage-net"}
+    k.create(prio)
     wait_phase(k, "dv-ann", "Succeeded")
     pod = k.json("get", "pod", "importer-dv-ann")
     assert pod["metadata"]["annotations"]["v1.multus-cni.io/default-network"] == "bridge-network"
     assert pod["metadata"]["labels"]["app"] == "containerized-data-importer"
     assert pod["spec"]["restartPolicy"] == "OnFailure"
+    wait_phase(k, "prio", "Succeeded")
+    pod = k.json("get", "pod", "importer-prio")
+    assert pod["spec"]["priorityClassName"] == "vdisk-test-high"
+    assert pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"] == "storage-net"
 
 
 def test_worker_resources_and_quota(k: Kubectl, web: Nginx) -> None:
