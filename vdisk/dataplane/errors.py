@@ -50,9 +50,10 @@ class UnsafeImage(DataplaneError):
 class TooSmall(DataplaneError):
     """CDI: "virtual image size %d is larger than the reported available storage %d. A larger PVC is required"."""
 
-    def __init__(self, virtual_size: int, available: int):
-        super().__init__(f"virtual image size {virtual_size} is larger than the reported available storage "
-                         f"{available}. A larger PVC is required")
+    def __init__(self, virtual_size: int | None, available: int):
+        size = f"virtual image size {virtual_size}" if virtual_size is not None else "the image"
+        super().__init__(f"{size} is larger than the reported available storage {available}. "
+                         "A larger PVC is required")
         self.virtual_size = virtual_size
         self.available = available
 

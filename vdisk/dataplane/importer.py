@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Protocol
 
 from . import nbdkit, qemu_img, registry
-from .decompress import close_reader, decoding_reader, peek
-from .errors import DataplaneError, FormatError, ScratchRequired, TooSmall
+from .decompress import close_reader, decoding_reader, decompress_to_file, peek, tool_writes_files
+from .errors import ChecksumMismatch, DataplaneError, FormatError, ScratchRequired, TooSmall
 from .http import HttpSpec, HttpStream
 from .progress import ProgressFile
 from .registry import RegistrySpec
@@ -276,6 +276,8 @@ def import_registry(spec: RegistrySpec, vol: Volume, *, report: Reporter | None 
 
 def _stream_raw(reader: Reader, vol: Volume, compression: str | None, checksum: str | None,
                 on_source: Callable[[int], None]) -> ImportResult:
+    if compression in ("xz", "zst") and not vol.block and not vol.preallocation and tool_writes_files(compression):
+        return _decompress_raw(reader, vol, compression, checksum, on_source)
     target = _fresh_target(vol)
     try:
         result = stream_to_target(reader, target, compression=compression,
@@ -285,6 +287,27 @@ def _stream_raw(reader: Reader, vol: Volume, compression: str | None, checksum: 
         raise
     prealloc = _finish_disk(vol, target, result.written)
     return ImportResult("stream", result.written, result.data, prealloc, "raw")
+
+
+def _decompress_raw(reader: Reader, vol: Volume, compression: str, checksum: str | None,
+                    on_source: Callable[[int], None]) -> ImportResult:
+    """xz/zstd raw into a Filesystem volume: the tool writes disk.img itself (sparse), vdisk feeds it."""
+    disk = vol.disk
+    disk.unlink(missing_ok=True)
+    ck = Checksum(checksum) if checksum else None
+    decompress_to_file(compression, CountingReader(reader, ck, on_source), disk, vol.usable())
+    if ck is not None:
+        try:
+            ck.verify()
+        except ChecksumMismatch:
+            disk.unlink(missing_ok=True)
+            raise
+    written = disk.stat().st_size
+    data = disk.stat().st_blocks * 512
+    target = Target(disk, fresh=True, direct=False)
+    target.size = written
+    prealloc = _finish_disk(vol, target, written)
+    return ImportResult("stream", written, data, prealloc, "raw")
 
 
 def _check_image(source: str, fmt: str, vol: Volume) -> qemu_img.ImageInfo:
