@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Debian packages the data path and the tests use (none of them is left running as a service).
 DEBS   := ca-certificates xfsprogs util-linux qemu-utils nbdkit zstd xz-utils nginx-light docker-registry
 # Load generator for the benchmarks (make bench).
-BENCH_DEBS := wrk
+BENCH_DEBS := wrk curl
 
 .PHONY: up test deps venv bench lint clean
 
