@@ -46,8 +46,8 @@ class Cluster:
 
 def start_node(server: VdiskProcess, name: str, root: Path, log: Path) -> subprocess.Popen[bytes]:
     data = root / "var" / "lib" / "vdisk"
-    proc = subprocess.Popen([sys.executable, "-m", "vdisk.cli.main", "node", "--server", server.url, "--token",
-                             server.token, "--name", name, "--host-root", str(root), "--data-dir", str(data),
+    proc = subprocess.Popen([sys.executable, "-m", "vdisk.cli.main", "node", "--server", server.url,
+                             f"--token={server.token}", "--name", name, "--host-root", str(root), "--data-dir", str(data),
                              "--certificate-authority", str(server.ca), "--pod-restart-backoff", "0.3"],
                             cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     return proc

@@ -57,7 +57,7 @@ class TokenFile:
                         groups = tuple(g for g in (row[3].split(",") if len(row) > 3 else []) if g)
                         tf.tokens[row[0]] = User(row[1], row[2] if len(row) > 2 else "", groups)
         if not any(u.name == "admin" for u in tf.tokens.values()):
-            tf.add(secrets.token_urlsafe(32), User("admin", "admin", ("system:masters",)))
+            tf.add(secrets.token_hex(32), User("admin", "admin", ("system:masters",)))
         return tf
 
     def add(self, token: str, user: User) -> None:

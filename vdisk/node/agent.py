@@ -82,7 +82,7 @@ class NodeAgent:
         self.config = config
         self.name = config.name
         self.data_dir = config.data_dir
-        self.kubelet_token = secrets.token_urlsafe(24)
+        self.kubelet_token = secrets.token_hex(24)
         self.events = EventRecorder(client, "kubevirt.io.hostpath-provisioner", config.name)
         self.pvcs = Informer(client, PVC)
         self.pvs = Informer(client, PV)
