@@ -87,3 +87,12 @@ def importer_pod_name(pvc_name: str) -> str:
 
 def scratch_name(pvc_name: str) -> str:
     return f"{pvc_name}-scratch"[:253]
+
+# upload
+ANN_UPLOAD_TARGET = PREFIX + "storage.upload.target"
+ANN_UPLOAD_POD = PREFIX + "storage.uploadPodName"
+UPLOAD_LABEL = "cdi-upload-server"
+
+
+def upload_pod_name(pvc_name: str) -> str:
+    return f"cdi-upload-{pvc_name}"[:253]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc as pygc
 import logging
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ import yaml
 from aiohttp import web
 
 from .. import __version__
-from . import admission, errors
+from . import admission, errors, uploadproxy
 from .auth import ANONYMOUS_PATHS, Attributes, Authorizer, TokenFile, User
 from .builtin import builtin_types
 from .gc import GarbageCollector
@@ -33,6 +34,7 @@ from .registry import Registry, ResourceType, Version
 from .requestinfo import RequestInfo
 from .service import Objects, WriteOptions
 from .store import Store
+from .uploadtoken import TokenSigner
 from .watch import WatchHub
 
 log = logging.getLogger(__name__)
@@ -95,8 +97,10 @@ class APIServer:
         self.hub = WatchHub(self.store)
         self.openapi = OpenAPICache(self.registry)
         self.pki = PKI(d / "pki")
+        self.upload_tokens = TokenSigner(d / "pki" / "upload-token.key")
         self.tokens = TokenFile.load_or_create(d / "pki" / "tokens.csv")
         self.create_hooks[("authorization.k8s.io", "selfsubjectaccessreviews")] = self._self_subject_access_review
+        self.create_hooks[("upload.cdi.kubevirt.io", "uploadtokenrequests")] = self._upload_token_request
         if self.config.install_crds:
             self.install_crds()
         self.bootstrap()
@@ -194,6 +198,25 @@ class APIServer:
         out["status"] = {"allowed": ok, **({"reason": reason} if reason else {})}
         return json_response(out, 201)
 
+    async def _upload_token_request(self, request: web.Request, rt: ResourceType, version: Version, ns: str,
+                                    body: Any) -> web.StreamResponse:
+        """CDI's aggregated API: nothing is stored; the answer carries a token for spec.pvcName."""
+        pvc = ((body or {}).get("spec") or {}).get("pvcName")
+        if not pvc or not isinstance(pvc, str):
+            raise errors.invalid(rt.kind, rt.group, ((body or {}).get("metadata") or {}).get("name", ""),
+                                 [errors.required("spec.pvcName")])
+        out = dict(body)
+        out["apiVersion"] = rt.api_version(version.name)
+        out["kind"] = rt.kind
+        meta = dict(out.get("metadata") or {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + os.urandom(3).hex()[:5]
+        meta["namespace"] = ns
+        meta["creationTimestamp"] = None
+        out["metadata"] = meta
+        out["status"] = {"token": self.upload_tokens.issue(ns, pvc)}
+        return json_response(out, 201)
+
     # --- HTTP ---------------------------------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
@@ -206,6 +229,8 @@ class APIServer:
     async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                           ) -> web.StreamResponse:
         t0 = time.monotonic()
+        if uploadproxy.is_upload_path(request.path):  # authenticated by its upload token
+            return await uploadproxy.handle(self, request)
         try:
             if request.path not in ANONYMOUS_PATHS and not request.path.startswith(("/healthz", "/livez", "/readyz")):
                 user = self.tokens.authenticate(request.headers.get("Authorization"))

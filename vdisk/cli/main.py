@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
 
     kc = sub.add_parser("kubeconfig", help="print the kubeconfig of a data dir")
     kc.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+
+    from . import imageupload
+
+    iu = sub.add_parser("image-upload", help="upload a VM image to a DataVolume or PVC (as `virtctl image-upload`)")
+    imageupload.add_arguments(iu)
     return p
 
 
@@ -132,7 +137,7 @@ async def _run_server(args: argparse.Namespace, with_controllers: bool) -> int:
         from ..node.agent import NodeConfig, default_node_name
         from ..node.run import run_node
 
-        tasks.append(asyncio.create_task(run_controllers(kc_path, stop)))
+        tasks.append(asyncio.create_task(run_controllers(kc_path, stop, upload_proxy_url=server.url)))
         host_root = args.host_root.expanduser().resolve()
         node_dir = config.data_dir / "node" if host_root == Path("/") else host_root / "var" / "lib" / "vdisk"
         node_config = NodeConfig(name=args.node_name or default_node_name(), data_dir=node_dir, host_root=host_root,
@@ -221,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         _setup_logging(args.verbose)
         _event_loop_policy()
         return asyncio.run(_run_controllers(args))
+    if args.command == "image-upload":
+        from . import imageupload
+
+        return imageupload.run(args)
     if args.command == "kubeconfig":
         path = args.data_dir.expanduser() / "kubeconfig"
         if not path.exists():

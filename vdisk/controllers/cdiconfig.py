@@ -67,7 +67,7 @@ def scratch_space_class(spec: Obj, classes: list[Obj]) -> str:
     return default_storage_class(classes)
 
 
-def compute_status(spec: Obj, classes: list[Obj], current: Obj) -> Obj:
+def compute_status(spec: Obj, classes: list[Obj], current: Obj, upload_proxy_url: str = "") -> Obj:
     status = dict(current)
     status["filesystemOverhead"] = filesystem_overhead(spec, classes)
     scratch = scratch_space_class(spec, classes)
@@ -82,12 +82,15 @@ def compute_status(spec: Obj, classes: list[Obj], current: Obj) -> Obj:
             status[key] = spec[key]
     if spec.get("uploadProxyURLOverride"):
         status["uploadProxyURL"] = spec["uploadProxyURLOverride"]
+    elif upload_proxy_url:
+        status["uploadProxyURL"] = upload_proxy_url
     return status
 
 
 class CDIConfigController:
     def __init__(self, client: Client, cdiconfig: Informer, cdi: Informer, storageclasses: Informer,
-                 events: EventRecorder):
+                 events: EventRecorder, upload_proxy_url: str = ""):
+        self.upload_proxy_url = upload_proxy_url
         self.client = client
         self.cdiconfig = cdiconfig
         self.cdi = cdi
@@ -119,7 +122,7 @@ class CDIConfigController:
         classes = self.storageclasses.list()
         current = config.get("status") or {}
         try:
-            status = compute_status(spec, classes, current)
+            status = compute_status(spec, classes, current, self.upload_proxy_url)
         except Terminal as exc:
             await self.events.event(config, "Warning", exc.reason, exc.message)
             raise

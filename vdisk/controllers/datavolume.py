@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-IMPORT_SOURCES = ("http", "registry", "blank")
+HANDLED_SOURCES = ("http", "registry", "blank", "upload")
 CONFIG_NAME = "config"
 
 
@@ -45,18 +45,21 @@ def _is_wffc(pvc: Obj, classes: dict[str, Obj]) -> bool:
     return bool(sc) and (sc or {}).get("volumeBindingMode") == "WaitForFirstConsumer"
 
 
-def _progress_of(pod: Obj | None) -> str | None:
+def _progress_of(pod: Obj | None, upload: bool = False) -> str | None:
     raw = (meta(pod).get("annotations") or {}).get(cdi.ANN_PROGRESS) if pod else None
     if not raw:
         return None
     try:
-        pct = float(json.loads(raw).get("percent", 0.0))
+        rec = json.loads(raw)
+        if upload and "bytes" not in rec:
+            return None  # nothing received yet
+        pct = float(rec.get("percent", 0.0))
     except (ValueError, AttributeError, TypeError):
         return None
     return f"{min(pct, 100.0):.2f}%"
 
 
-def import_phase(pvc: Obj | None, classes: dict[str, Obj], rendered: bool) -> str:
+def import_phase(pvc: Obj | None, classes: dict[str, Obj], rendered: bool, upload: bool = False) -> str:
     if pvc is None:
         return "Pending" if rendered else ""
     ann = meta(pvc).get("annotations") or {}
@@ -72,10 +75,14 @@ def import_phase(pvc: Obj | None, classes: dict[str, Obj], rendered: bool) -> st
         if _is_wffc(pvc, classes) and ann.get(cdi.ANN_IMMEDIATE_BINDING) != "true":
             return "WaitForFirstConsumer"
         if pod_phase == "Pending":
-            return "ImportScheduled"
+            return "UploadScheduled" if upload else "ImportScheduled"
         return "Pending"
     if phase != "Bound":
         return "Unknown"
+    if upload:
+        if pod_phase == "Running" and ann.get(cdi.ANN_POD_READY) == "true":
+            return "UploadReady"
+        return "UploadScheduled" if pod_phase in ("Pending", "Running", "Failed") else "PVCBound"
     return {"Pending": "ImportScheduled", "Running": "ImportInProgress", "Failed": "ImportInProgress"}.get(
         pod_phase or "", "PVCBound")
 
@@ -107,6 +114,11 @@ def running_condition(pvc: Obj | None) -> tuple[str, str, str]:
 
 # Running=False reasons that are steps, not problems: no Warning for them
 QUIET_REASONS = ("", "Completed", "Pending", "ContainerCreating", "PodInitializing", "Scratch space required")
+UPLOAD_EVENTS = {
+    "UploadScheduled": ("Normal", "UploadScheduled", "Upload into {} scheduled"),
+    "UploadReady": ("Normal", "UploadReady", "Upload into {} ready"),
+    "Succeeded": ("Normal", "UploadSucceeded", "Successfully uploaded into {}"),
+}
 PHASE_EVENTS = {
     "ImportScheduled": ("Normal", "ImportScheduled", "Import into {} scheduled"),
     "ImportInProgress": ("Normal", "ImportInProgress", "Import into {} in progress"),
@@ -144,7 +156,7 @@ class DataVolumeController:
 
     def _dv_of_pod(self, pod: Obj) -> list[Key]:
         m = meta(pod)
-        if (m.get("labels") or {}).get(cdi.LABEL_APP) != cdi.APP:
+        if (m.get("labels") or {}).get(cdi.LABEL_APP) != cdi.APP:  # importer and upload server pods
             return []
         out: list[Key] = []
         for ref in m.get("ownerReferences") or []:
@@ -168,7 +180,7 @@ class DataVolumeController:
         pvc = self.pvcs.get(ns, name)
         render_error: RenderError | None = None
         result: Result | None = None
-        if pvc is None and kind not in IMPORT_SOURCES:
+        if pvc is None and kind not in HANDLED_SOURCES:
             await self._write_status(dv, {**(dv.get("status") or {}), "phase": "Pending", "progress": "N/A"},
                                      None, None, None)
             await self.events.event(dv, "Warning", "UnsupportedSource",
@@ -202,7 +214,9 @@ class DataVolumeController:
                 pvc = None
         pod = None
         if pvc is not None:
-            pod_name = (meta(pvc).get("annotations") or {}).get(cdi.ANN_IMPORT_POD) or cdi.importer_pod_name(name)
+            pann = meta(pvc).get("annotations") or {}
+            pod_name = (pann.get(cdi.ANN_UPLOAD_POD) or cdi.upload_pod_name(name)) if kind == "upload" else \
+                (pann.get(cdi.ANN_IMPORT_POD) or cdi.importer_pod_name(name))
             pod = self.pods.get(ns, pod_name)
         await self._write_status(dv, None, pvc, pod, render_error, cluster)
         return result
@@ -230,7 +244,8 @@ class DataVolumeController:
 
     def _status(self, dv: Obj, old: Obj, pvc: Obj | None, pod: Obj | None, render_error: RenderError | None,
                 cluster: Cluster) -> Obj:
-        phase = import_phase(pvc, cluster.classes, rendered=render_error is None)
+        upload = source_kind(dv) == "upload"
+        phase = import_phase(pvc, cluster.classes, rendered=render_error is None, upload=upload)
         if old.get("phase") == "Succeeded" and pvc is not None:
             phase = "Succeeded"  # a finished import stays finished (the pod is gone by then)
         status: Obj = {k: v for k, v in old.items() if k not in ("phase", "conditions", "progress", "claimName",
@@ -242,8 +257,9 @@ class DataVolumeController:
         progress = old.get("progress") or "N/A"
         if phase == "Succeeded":
             progress = "100.0%"
-        elif phase == "ImportInProgress":
-            progress = _progress_of(pod) or progress
+        elif phase in ("ImportInProgress", "UploadReady"):
+            # beyond CDI, whose uploads stay at N/A: the upload server reports bytes received
+            progress = _progress_of(pod, upload) or progress
         status["progress"] = progress
         ann = (meta(pvc).get("annotations") or {}) if pvc else {}
         try:
@@ -261,7 +277,7 @@ class DataVolumeController:
             ready = ("True", "", "")
         elif phase == "Unknown":
             ready = ("Unknown", "", "")
-        elif phase == "ImportInProgress":
+        elif phase in ("ImportInProgress", "UploadReady"):
             ready = ("False", "TransferRunning", "")
         else:
             ready = ("False", "", "")
@@ -282,16 +298,19 @@ class DataVolumeController:
             if not nb.get("reason", "").startswith("Err"):  # render errors already had their Warning
                 await self.events.event(dv, "Normal", nb["reason"], nb.get("message", ""))
         phase = new.get("phase")
-        if phase != old.get("phase") and phase in PHASE_EVENTS:
-            typ, reason, msg = PHASE_EVENTS[phase]
+        table = UPLOAD_EVENTS if source_kind(dv) == "upload" else PHASE_EVENTS
+        if phase != old.get("phase") and phase in table:
+            typ, reason, msg = table[phase]
             await self.events.event(dv, typ, reason, msg.format(claim))
         if phase == "Failed" and old.get("phase") != "Failed":
             running = cond(new, "Running")
             await self.events.event(dv, "Warning", running.get("reason") or "ImportFailed",
                                     running.get("message") or f"Failed to import into PVC {claim}")
         orun, nrun = cond(old, "Running"), cond(new, "Running")
+        if nb.get("reason") == "CreatingScratchSpace":
+            return  # the worker waits for its scratch claim: expected, not worth a warning
         if (nrun.get("status") == "False" and nrun.get("message") and nrun.get("reason") not in QUIET_REASONS
-                and phase in ("PVCBound", "ImportScheduled", "ImportInProgress", "Pending")
+                and phase in ("PVCBound", "ImportScheduled", "ImportInProgress", "Pending", "UploadScheduled")
                 and (orun.get("reason"), orun.get("message")) != (nrun.get("reason"), nrun.get("message"))
                 and "scratch space required" not in (nrun.get("message") or "").lower()):
             await self.events.event(dv, "Warning", nrun["reason"], nrun.get("message") or "")

@@ -207,6 +207,8 @@ def source_annotations(dv: Obj, insecure_registries: list[str]) -> dict[str, str
             ann[cdi.ANN_INSECURE] = "true"
     elif "blank" in src:
         ann[cdi.ANN_SOURCE] = cdi.SOURCE_NONE
+    elif "upload" in src:
+        ann[cdi.ANN_UPLOAD_TARGET] = ""
     return ann
 
 

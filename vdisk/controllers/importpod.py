@@ -125,6 +125,13 @@ def _final_state(pod: Obj) -> Obj | None:
 
 
 class ImportPodController:
+    """Importer pods for PVCs with `storage.import.source`; the base of the other worker-pod controllers."""
+
+    NAME = "import"
+    SELECT = cdi.ANN_SOURCE  # the PVC annotation that asks for this worker
+    COMPONENT = cdi.IMPORTER_LABEL
+    POD_ANNOTATION = cdi.ANN_IMPORT_POD
+
     def __init__(self, client: Client, pvcs: Informer, pods: Informer, classes: Informer, configs: Informer,
                  events: EventRecorder):
         self.client = client
@@ -134,24 +141,31 @@ class ImportPodController:
         self.configs = configs
         self.events = events
         self.stall_timeout = os.environ.get("VDISK_IMPORT_STALL_TIMEOUT", "")
-        self.controller = Controller("import", self.reconcile, workers=4)
+        self.controller = Controller(self.NAME, self.reconcile, workers=4)
         self.controller.watch(pvcs, self._import_claims)
         self.controller.watch(pods, self._claim_of_pod)
 
-    @staticmethod
-    def _import_claims(pvc: Obj) -> list[Key]:
+    def pod_name(self, pvc_name: str) -> str:
+        return cdi.importer_pod_name(pvc_name)
+
+    def always_scratch(self, pvc: Obj) -> bool:
+        return False
+
+    def pod_ready(self, pod: Obj) -> bool:
+        return any(s.get("ready") for s in (pod.get("status") or {}).get("containerStatuses") or [])
+
+    def _import_claims(self, pvc: Obj) -> list[Key]:
         ann = _ann(pvc)
-        if cdi.ANN_SOURCE in ann:
+        if self.SELECT in ann:
             return [key_of(pvc)]
         name = meta(pvc)["name"]
         if name.endswith("-scratch"):  # a scratch claim changed: its target claim may go on
             return [(meta(pvc).get("namespace", ""), name[: -len("-scratch")])]
         return []
 
-    @staticmethod
-    def _claim_of_pod(pod: Obj) -> list[Key]:
+    def _claim_of_pod(self, pod: Obj) -> list[Key]:
         m = meta(pod)
-        if (m.get("labels") or {}).get(cdi.LABEL_COMPONENT) != cdi.IMPORTER_LABEL:
+        if (m.get("labels") or {}).get(cdi.LABEL_COMPONENT) != self.COMPONENT:
             return []
         return [(m.get("namespace", ""), r["name"]) for r in m.get("ownerReferences") or []
                 if r.get("kind") == "PersistentVolumeClaim"]
@@ -181,10 +195,10 @@ class ImportPodController:
         if pvc is None or meta(pvc).get("deletionTimestamp"):
             return None
         ann = _ann(pvc)
-        if cdi.ANN_SOURCE not in ann:
+        if self.SELECT not in ann:
             return None
         ns, name = key
-        pod_name = ann.get(cdi.ANN_IMPORT_POD) or cdi.importer_pod_name(name)
+        pod_name = ann.get(self.POD_ANNOTATION) or self.pod_name(name)
         pod = self.pods.get(ns, pod_name)
         if pod is not None and not _owned_by(pod, meta(pvc).get("uid", "")):
             return Result(requeue_after=1.0)  # a pod of an earlier claim with this name is still going away
@@ -212,12 +226,12 @@ class ImportPodController:
             return None
         ns, name = key_of(pvc)
         ann = _ann(pvc)
-        scratch = ann.get(cdi.ANN_REQUIRES_SCRATCH) == "true"
+        scratch = ann.get(cdi.ANN_REQUIRES_SCRATCH) == "true" or self.always_scratch(pvc)
         if scratch:
             old = self.pvcs.get(ns, cdi.scratch_name(name))
             if old is not None:
                 return Result(requeue_after=0.5)  # the previous attempt's scratch claim is still going away
-        pvc = await self._annotate(pvc, {cdi.ANN_IMPORT_POD: pod_name})
+        pvc = await self._annotate(pvc, {self.POD_ANNOTATION: pod_name})
         try:
             pod = await self.client.create(POD, self._pod(pvc, pod_name, scratch), namespace=ns)
         except ApiError as exc:
@@ -354,14 +368,13 @@ class ImportPodController:
         changes: dict[str, str | None] = {
             cdi.ANN_POD_PHASE: status.get("phase", "Pending"),
             cdi.ANN_POD_RESTARTS: str(max(restarts, int(_ann(pvc).get(cdi.ANN_POD_RESTARTS, "0") or 0))),
-            cdi.ANN_POD_READY: "true" if any(s.get("ready") for s in status.get("containerStatuses") or [])
-            else "false",
+            cdi.ANN_POD_READY: "true" if self.pod_ready(pod) else "false",
             cdi.ANN_POD_SCHEDULABLE: "false" if reason == "Unschedulable" else "true",
             cdi.ANN_RUNNING: running, cdi.ANN_RUNNING_REASON: reason, cdi.ANN_RUNNING_MESSAGE: message,
         }
-        scratch_pvc = self.pvcs.get(ns, cdi.scratch_name(name)) if _ann(pvc).get(cdi.ANN_REQUIRES_SCRATCH) == "true" \
-            else None
-        if scratch_pvc is not None and (scratch_pvc.get("status") or {}).get("phase") != "Bound":
+        wants_scratch = _ann(pvc).get(cdi.ANN_REQUIRES_SCRATCH) == "true" or self.always_scratch(pvc)
+        scratch_pvc = self.pvcs.get(ns, cdi.scratch_name(name)) if wants_scratch else None
+        if wants_scratch and (scratch_pvc is None or (scratch_pvc.get("status") or {}).get("phase") != "Bound"):
             changes.update({cdi.ANN_BOUND: "false", cdi.ANN_BOUND_REASON: "CreatingScratchSpace",
                             cdi.ANN_BOUND_MESSAGE: "Creating scratch space"})
         elif _ann(pvc).get(cdi.ANN_BOUND_REASON) == "CreatingScratchSpace":

@@ -37,6 +37,7 @@ from .resourcequota import ResourceQuotaController
 from .runtime import Controller, EventRecorder, Informer
 from .scheduler import Scheduler
 from .storageprofile import StorageProfileController
+from .uploadpod import UploadPodController
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Informers:
         return list(self._by_kind.values())
 
 
-def build_controllers(client: Client, informers: Informers) -> list[Controller]:
+def build_controllers(client: Client, informers: Informers, upload_proxy_url: str = "") -> list[Controller]:
     events = EventRecorder(client, "vdisk-controllers")
     cdi = EventRecorder(client, "datavolume-import-controller")
     i = informers.get
@@ -68,7 +69,7 @@ def build_controllers(client: Client, informers: Informers) -> list[Controller]:
     grace = float(os.environ.get("VDISK_NODE_MONITOR_GRACE", "40"))
     return [
         HyperConvergedController(client, i(HYPERCONVERGED, HCO_NAMESPACE), i(CDI)).controller,
-        CDIConfigController(client, i(CDICONFIG), i(CDI), i(STORAGECLASS), events).controller,
+        CDIConfigController(client, i(CDICONFIG), i(CDI), i(STORAGECLASS), events, upload_proxy_url).controller,
         pv.claims, pv.volumes, protection.claims, protection.volumes,
         Scheduler(client, i(POD), i(NODE), i(PVC), i(PV), i(STORAGECLASS),
                   EventRecorder(client, "default-scheduler")).controller,
@@ -80,13 +81,16 @@ def build_controllers(client: Client, informers: Informers) -> list[Controller]:
         DataVolumeController(client, i(DATAVOLUME), i(PVC), i(POD), i(STORAGECLASS), i(STORAGEPROFILE),
                              i(CDICONFIG), cdi).controller,
         ImportPodController(client, i(PVC), i(POD), i(STORAGECLASS), i(CDICONFIG), cdi).controller,
+        UploadPodController(client, i(PVC), i(POD), i(STORAGECLASS), i(CDICONFIG),
+                            EventRecorder(client, "datavolume-upload-controller")).controller,
     ]
 
 
-async def run_controllers(kubeconfig: Path, stop: asyncio.Event) -> None:
+async def run_controllers(kubeconfig: Path, stop: asyncio.Event, upload_proxy_url: str = "") -> None:
+    """`upload_proxy_url`: where the upload proxy answers (vdisk's API server serves it on its own port)."""
     client = Client(kubeconfig, field_manager="vdisk-controllers")
     informers = Informers(client)
-    controllers = build_controllers(client, informers)
+    controllers = build_controllers(client, informers, upload_proxy_url)
     try:
         async with asyncio.TaskGroup() as tg:
             for inf in informers.all():

@@ -119,9 +119,9 @@ def _fill(reader: Reader, buf: AlignedBuffer) -> int:
 
 
 def stream_to_target(reader: Reader, target: Target, *, compression: str | None = None,
-                     checksum: Checksum | None = None,
+                     checksum: Checksum | None = None, start: int = 0,
                      progress: Callable[[int], None] = lambda n: None) -> StreamResult:
-    """Copy the whole source (decompressed if `compression`) into `target` from offset 0; raises
+    """Copy the whole source (decompressed if `compression`) into `target` from offset `start`; raises
     DataplaneError (from either thread)."""
     free: queue.Queue[AlignedBuffer] = queue.Queue()
     full: queue.Queue[tuple[AlignedBuffer, int] | BaseException | None] = queue.Queue()
@@ -147,7 +147,7 @@ def stream_to_target(reader: Reader, target: Target, *, compression: str | None 
     t = threading.Thread(target=read_loop, name="vdisk-stream-reader", daemon=True)
     t.start()
     zero = ZeroDetector(GRANULARITY)
-    offset = written = 0
+    offset, written = start, 0
     try:
         while True:
             item = full.get()
@@ -189,7 +189,7 @@ def stream_to_target(reader: Reader, target: Target, *, compression: str | None 
         close_reader(data)
     if checksum is not None:
         checksum.verify()
-    return StreamResult(offset, written, counted.count)
+    return StreamResult(offset - start, written, counted.count)
 
 
 __all__ = ["CHUNK", "Checksum", "CountingReader", "DataplaneError", "ReaderFile", "StreamResult",

@@ -13,7 +13,10 @@ def main(argv: list[str]) -> int:
     if role == "importer":
         from .importer import main as run
         return run()
-    print(f"unknown worker role {role!r}: expected importer", file=sys.stderr)
+    if role == "uploadserver":
+        from .uploadserver import main as serve
+        return serve()
+    print(f"unknown worker role {role!r}: expected importer or uploadserver", file=sys.stderr)
     return 2
 
 

@@ -1,0 +1,278 @@
+"""Sending an image file to an upload proxy: resumable, sparse, with progress (the client half of upload.py).
+
+Against vdisk's proxy the file goes as ranged PUTs: a raw image as its data extents only (SEEK_DATA/
+SEEK_HOLE: holes never cross the wire), anything else as one sequential stream; after a broken
+connection the client asks the server how far it got (GET) and continues there; `finish` (PATCH) ends
+the upload once the data is durable. The upload is tagged with an id derived from the file, so a new
+run for the same file resumes a session a killed run left behind. Against a server without the
+resumable API (CDI's), it POSTs the whole file, retrying from the start, as virtctl does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import DataplaneError
+from .sniff import HEADER_SIZE, detect
+
+CHUNK = 4 << 20
+MERGE_GAP = 1 << 20  # holes smaller than this are sent (fewer requests beat a few zero bytes)
+MAX_REQUEST = 4 << 30
+
+
+class UploadError(DataplaneError):
+    """The server refused the upload (its message), or retries ran out."""
+
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status
+
+
+class Unauthorized(UploadError):
+    pass
+
+
+@dataclass
+class Stats:
+    sent: int = 0  # bytes put on the wire (all attempts)
+    attempts: int = 0
+    resumed_from: int = 0
+    sparse: bool = False
+
+
+def data_extents(fd: int, size: int) -> list[tuple[int, int]]:
+    """[(offset, length)] of the data in a file, small holes merged; the first extent starts at 0."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:
+            break
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        if out and start - (out[-1][0] + out[-1][1]) < MERGE_GAP:
+            out[-1] = (out[-1][0], end - out[-1][0])
+        else:
+            out.append((start, end - start))
+        pos = end
+    if not out or out[0][0] != 0:
+        head = min(size, 1 << 16)  # the server sniffs the format from the first bytes
+        if out and out[0][0] <= head:
+            out[0] = (0, out[0][0] + out[0][1])
+        else:
+            out.insert(0, (0, head))
+    split: list[tuple[int, int]] = []
+    for off, length in out:
+        while length > MAX_REQUEST:
+            split.append((off, MAX_REQUEST))
+            off, length = off + MAX_REQUEST, length - MAX_REQUEST
+        split.append((off, length))
+    return split
+
+
+def upload_id(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
+
+
+class Uploader:
+    def __init__(self, url: str, token: Callable[[bool], str], *, insecure: bool = False,
+                 ca_file: str | None = None, timeout: float = 120.0,
+                 progress: Callable[[int, int], None] = lambda done, total: None):
+        """`url`: the proxy base (https://host:port); `token(refresh)` returns an upload token."""
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        self.scheme = parts.scheme
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        base = parts.path.rstrip("/")
+        self.path = base if base.endswith("/upload") else (base + "/v1beta1/upload")
+        self.token = token
+        self.timeout = timeout
+        self.progress = progress
+        self.ctx: ssl.SSLContext | None = None
+        if self.scheme == "https":
+            self.ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+            if insecure:
+                self.ctx.check_hostname = False
+                self.ctx.verify_mode = ssl.CERT_NONE
+        self._token = token(False)
+        self.stats = Stats()
+
+    # --- HTTP --------------------------------------------------------------------------------------------
+
+    def _conn(self) -> http.client.HTTPConnection:
+        if self.ctx is not None:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.ctx)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def _request(self, method: str, path: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        conn = self._conn()
+        try:
+            conn.request(method, path, body=body, headers={"Authorization": f"Bearer {self._token}",
+                                                            **(headers or {})})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def _status(self) -> dict[str, object] | None:
+        """The session the server holds, or None when it has no resumable API."""
+        code, body = self._request("GET", self.path)
+        if code == 401:
+            raise Unauthorized(body.decode(errors="replace").strip(), 401)
+        if code != 200:
+            return None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) and "session" in data else None
+
+    def _send_range(self, f: int, start: int, length: int, total: int, uid: str) -> None:
+        """One PUT of [start, start+length) of the file."""
+        conn = self._conn()
+        try:
+            conn.putrequest("PUT", self.path, skip_accept_encoding=True)
+            conn.putheader("Authorization", f"Bearer {self._token}")
+            conn.putheader("Content-Type", "application/octet-stream")
+            conn.putheader("Content-Length", str(length))
+            conn.putheader("Content-Range", f"bytes {start}-{start + length - 1}/{total}")
+            conn.putheader("X-Vdisk-Upload-Id", uid)
+            conn.endheaders()
+            sock = conn.sock
+            assert sock is not None
+            if self.ctx is None:
+                sent = 0
+                while sent < length:  # plain HTTP: the kernel copies file to socket
+                    n = os.sendfile(sock.fileno(), f, start + sent, min(length - sent, CHUNK * 16))
+                    if n == 0:
+                        raise ConnectionResetError("the connection closed while sending")
+                    sent += n
+                    self.stats.sent += n
+                    self.progress(start + sent, total)
+            else:
+                buf = bytearray(CHUNK)
+                view = memoryview(buf)
+                sent = 0
+                while sent < length:
+                    n = os.preadv(f, [view[:min(CHUNK, length - sent)]], start + sent)
+                    if n == 0:
+                        raise UploadError("the file got shorter while it was being uploaded")
+                    sock.sendall(view[:n])
+                    sent += n
+                    self.stats.sent += n
+                    self.progress(start + sent, total)
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status == 401:
+                raise Unauthorized(body.decode(errors="replace").strip(), 401)
+            if resp.status == 416:
+                return  # the server is elsewhere: the caller asks it where
+            if resp.status >= 400:
+                raise UploadError(body.decode(errors="replace").strip(), resp.status)
+        finally:
+            conn.close()
+
+    # --- the upload -----------------------------------------------------------------------------------------
+
+    def upload(self, path: Path, retries: int = 5) -> Stats:
+        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            head = os.pread(fd, 65536, 0)
+            raw = len(head) >= HEADER_SIZE and detect(head) == "raw"
+            extents = data_extents(fd, size) if raw else [(0, size)]
+            self.stats.sparse = raw
+            uid = upload_id(path)
+            attempt = 0
+            refreshes = 0
+            first = True
+            while True:
+                self.stats.attempts += 1
+                try:
+                    status = self._status()
+                    if status is None:
+                        self._post(fd, size)
+                        return self.stats
+                    offset = 0
+                    if status.get("session") and status.get("clientId") == uid and not status.get("done"):
+                        offset = int(str(status.get("offset") or 0))
+                        if first and offset:
+                            self.stats.resumed_from = offset
+                    elif status.get("session") and not status.get("done"):
+                        self._request("PATCH", self.path, json.dumps({"op": "abort"}).encode(),
+                                      {"Content-Type": "application/json"})
+                    first = False
+                    self.progress(offset, size)
+                    for start, length in extents:
+                        end = start + length
+                        if end <= offset:
+                            continue
+                        begin = max(start, offset)
+                        self._send_range(fd, begin, end - begin, size, uid)
+                    self._finish(size)
+                    return self.stats
+                except Unauthorized:
+                    if refreshes >= 3:
+                        raise UploadError("authentication failed: the upload token was refused", 401) from None
+                    refreshes += 1
+                    self._token = self.token(True)
+                except (OSError, http.client.HTTPException) as exc:
+                    attempt += 1
+                    if attempt > retries:
+                        raise UploadError(f"error uploading image after {retries} retries: {exc}") from exc
+                    time.sleep(min(0.5 * 2 ** (attempt - 1), 10.0))
+        finally:
+            os.close(fd)
+
+    def _finish(self, size: int) -> None:
+        code, body = self._request("PATCH", self.path, json.dumps({"op": "finish", "size": size}).encode(),
+                                   {"Content-Type": "application/json"})
+        if code == 401:
+            raise Unauthorized(body.decode(errors="replace").strip(), 401)
+        if code >= 400:
+            raise UploadError(body.decode(errors="replace").strip(), code)
+
+    def _post(self, fd: int, size: int) -> None:
+        """CDI's API: the whole file in one POST (async when the server offers it)."""
+        code, _ = self._request("HEAD", self.path + "-async")
+        path = self.path + "-async" if code == 200 else self.path
+        conn = self._conn()
+        try:
+            conn.putrequest("POST", path, skip_accept_encoding=True)
+            conn.putheader("Authorization", f"Bearer {self._token}")
+            conn.putheader("Content-Type", "application/octet-stream")
+            conn.putheader("Content-Length", str(size))
+            conn.endheaders()
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            sent = 0
+            assert conn.sock is not None
+            while sent < size:
+                n = os.preadv(fd, [view[:min(CHUNK, size - sent)]], sent)
+                conn.sock.sendall(view[:n])
+                sent += n
+                self.stats.sent += n
+                self.progress(sent, size)
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status == 401:
+                raise Unauthorized(body.decode(errors="replace").strip(), 401)
+            if resp.status != 200:
+                raise UploadError(f"unexpected return value {resp.status}, {body.decode(errors='replace').strip()}",
+                                  resp.status)
+        finally:
+            conn.close()
+
+
+__all__ = ["Stats", "UploadError", "Uploader", "data_extents", "upload_id"]
