@@ -49,7 +49,8 @@ def start_node(server: VdiskProcess, name: str, root: Path, log: Path) -> subpro
     proc = subprocess.Popen([sys.executable, "-m", "vdisk.cli.main", "node", "--server", server.url,
                              f"--token={server.token}", "--name", name, "--host-root", str(root), "--data-dir", str(data),
                              "--certificate-authority", str(server.ca), "--pod-restart-backoff", "0.3"],
-                            cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+                            cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "VDISK_NODE_HEARTBEAT": "1"})
     return proc
 
 
@@ -65,7 +66,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     for r in roots.values():
         r.mkdir()
     server = start_vdisk(tmp / "data", "--node-name", "node00", "--host-root", str(roots["node00"]),
-                         "--pod-restart-backoff", "0.3", env={"VDISK_NODE_MONITOR_GRACE": "4"})
+                         "--pod-restart-backoff", "0.3",
+                         env={"VDISK_NODE_MONITOR_GRACE": "4", "VDISK_NODE_HEARTBEAT": "1"})
     log = tmp / "node01.log"
     node01 = start_node(server, "node01", roots["node01"], log)
     c = Cluster(server, roots, node01, log, tmp)
