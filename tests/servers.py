@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import httpx
@@ -445,3 +446,81 @@ def sha256_file(path: Path) -> str:
 
 def allocated(path: Path) -> int:
     return os.stat(path).st_blocks * 512
+
+
+# --- a network that breaks ----------------------------------------------------------------------------------
+
+@dataclass
+class Relay:
+    port: int
+    cut_after: int  # client->server bytes after which the first `cuts` connections are dropped
+    cuts: int
+    forwarded: int = 0  # client->server bytes relayed, all connections
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def cutting_relay(target_port: int, cut_after: int, cuts: int = 1) -> Iterator[Relay]:
+    """A TCP relay to 127.0.0.1:`target_port` that drops its first `cuts` connections once `cut_after`
+    bytes went upstream on them (TLS passes through untouched): a network failure mid-upload."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    relay = Relay(srv.getsockname()[1], cut_after, cuts)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def pump(src: socket.socket, dst: socket.socket, upstream: bool, state: dict[str, Any]) -> None:
+        try:
+            while True:
+                data = src.recv(1 << 20)
+                if not data:
+                    break
+                if upstream:
+                    with lock:
+                        relay.forwarded += len(data)
+                    state["sent"] += len(data)
+                    if state["cut"] and state["sent"] >= cut_after:
+                        break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = srv.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", target_port))
+            with lock:
+                cut = relay.cuts > 0
+                # only a connection that carries an upload body counts as a cut (small requests pass)
+            state = {"sent": 0, "cut": cut}
+
+            def up(c: socket.socket = client, u: socket.socket = upstream, st: dict[str, Any] = state) -> None:
+                pump(c, u, True, st)
+                if st["cut"] and st["sent"] >= cut_after:
+                    with lock:
+                        relay.cuts -= 1
+
+            threading.Thread(target=up, daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client, False, state), daemon=True).start()
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield relay
+    finally:
+        stop.set()
+        srv.close()

@@ -268,3 +268,13 @@ def node_matches_workload(hpp: Obj, node: Obj) -> bool:
     selector = ((hpp.get("spec") or {}).get("workload") or {}).get("nodeSelector") or {}
     node_labels = meta(node).get("labels") or {}
     return all(node_labels.get(k) == v for k, v in selector.items())
+
+
+def pv_node(pv: Obj) -> str | None:
+    """The one node a local PV lives on (the first `In` value of its required node affinity), if any."""
+    required = (((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required") or {})
+    for term in required.get("nodeSelectorTerms") or []:
+        for expr in term.get("matchExpressions") or []:
+            if expr.get("operator") == "In" and len(expr.get("values") or []) == 1:
+                return str(expr["values"][0])
+    return None

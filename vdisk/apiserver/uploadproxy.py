@@ -18,6 +18,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
 from .uploadtoken import TokenError
@@ -38,6 +39,11 @@ KEY_HEADER = "X-Vdisk-Upload-Key"
 FORWARDED = ("Content-Type", "Content-Range", "Content-Length", "X-Vdisk-Upload-Id")
 READY_WAIT = 10.0
 CHUNK = 1 << 20
+LINGER = 30.0
+
+
+class ClientGone(Exception):
+    pass
 
 
 def is_upload_path(path: str) -> bool:
@@ -91,15 +97,47 @@ async def handle(server: APIServer, request: web.Request) -> web.StreamResponse:
     endpoint, key = upstream
     try:
         return await _relay(request, endpoint, key)
+    except ClientGone as exc:
+        log.info("upload client went away pvc=%s/%s: %s", ns, name, exc)
+        return _text(400, f"the upload stopped early: {exc}")
     except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
         log.warning("upload relay failed pvc=%s/%s error=%s", ns, name, exc)
         return _text(502, f"upload to PVC {ns}/{name} failed: {exc or type(exc).__name__}")
 
 
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("the upload server closed the connection without an answer")
+    status = int(status_line.split()[1])
+    headers: dict[str, str] = {}
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        k, _, v = line.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    body = await reader.readexactly(n) if n else b""
+    return status, headers, body
+
+
+async def _drain(request: web.Request, limit: float = LINGER) -> None:
+    """Read what the client still sends, so it gets our answer instead of a reset (nginx's lingering close)."""
+    try:
+        async with asyncio.timeout(limit):
+            while await request.content.readany():
+                pass
+    except (TimeoutError, OSError):
+        pass
+
+
 async def _relay(request: web.Request, endpoint: str, key: str) -> web.StreamResponse:
-    """Stream the request to the upload server and its answer back (HTTP/1.1, one connection)."""
+    """Stream the request to the upload server and its answer back (HTTP/1.1, one connection). The
+    answer may come before the body is sent (an early refusal): then sending stops."""
     parts = urlsplit(endpoint)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port, limit=CHUNK)
+    answer = asyncio.create_task(_read_response(reader))
     try:
         length = request.headers.get("Content-Length")
         chunked = length is None and request.method in ("POST", "PUT", "PATCH") and request.body_exists
@@ -109,35 +147,42 @@ async def _relay(request: web.Request, endpoint: str, key: str) -> web.StreamRes
         if chunked:
             head.append("Transfer-Encoding: chunked")
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        early = False
         if request.body_exists:
             content = request.content
-            while True:
-                chunk = await content.readany()
+            while not answer.done():
+                try:
+                    chunk = await content.readany()
+                except (OSError, aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+                    # the client went away mid-body: close upstream too, so the upload server keeps
+                    # what it has (resumable) and is free for the next request
+                    raise ClientGone(str(exc) or type(exc).__name__) from exc
                 if not chunk:
+                    if length is not None and content.total_bytes < int(length):
+                        raise ClientGone("the client sent less than its Content-Length")
                     break
-                if chunked:
-                    writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-                else:
-                    writer.write(chunk)
-                if writer.transport.get_write_buffer_size() > 4 * CHUNK:
+                try:
+                    writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" if chunked else chunk)
+                    if writer.transport.get_write_buffer_size() > 4 * CHUNK:
+                        await writer.drain()
+                except (RuntimeError, ConnectionError):
+                    early = True  # the upload server answered and closed: its answer says why
+                    break
+            else:
+                early = True
+            if not early:
+                try:
+                    if chunked:
+                        writer.write(b"0\r\n\r\n")
                     await writer.drain()
-            if chunked:
-                writer.write(b"0\r\n\r\n")
-        await writer.drain()
-        status_line = await reader.readline()
-        if not status_line:
-            raise ConnectionResetError("the upload server closed the connection without an answer")
-        status = int(status_line.split()[1])
-        headers: dict[str, str] = {}
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            k, _, v = line.decode("latin-1").partition(":")
-            headers[k.strip().lower()] = v.strip()
-        n = int(headers.get("content-length", "0"))
-        body = await reader.readexactly(n) if n else b""
+                except (RuntimeError, ConnectionError):
+                    early = True
+        status, headers, body = await answer
+        if early or not request.content.at_eof():
+            await _drain(request)
         return web.Response(status=status, body=body,
                             content_type=headers.get("content-type", "text/plain").split(";")[0])
     finally:
+        if not answer.done():
+            answer.cancel()
         writer.close()

@@ -309,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
                             ca_file=None if args.insecure else _ca_for(url, conn), progress=Progress())
         stats = uploader.upload(path, retries=args.retry)
         if stats.resumed_from:
-            print(f"Resumed an interrupted upload at {_human(stats.resumed_from)}")
+            print(f"Resumed an interrupted upload at byte {stats.resumed_from} ({_human(stats.resumed_from)})")
+        print(f"Sent {stats.sent} bytes of {path.stat().st_size}" + (" (holes skipped)" if stats.sparse else ""))
         up.wait_processed(name)
         return 0
     except (UsageError, APIError, UploadError) as exc:

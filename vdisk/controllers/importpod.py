@@ -20,8 +20,8 @@ from typing import Any
 
 from .. import cdi
 from ..quantity import Quantity, QuantityError
-from ..storage import meta
-from .client import POD, PVC, ApiError, Client
+from ..storage import ANN_SELECTED_NODE, meta, pv_node
+from .client import POD, PV, PVC, ApiError, Client
 from .dvrender import overhead_for
 from .runtime import Controller, EventRecorder, Informer, Key, Result, key_of
 
@@ -352,6 +352,12 @@ class ImportPodController:
         }
         if sc_name:
             claim["spec"]["storageClassName"] = sc_name
+        # scratch must live where the target lives: a scratch volume an Immediate class put on another node
+        # would leave the worker unable to start anywhere
+        target_pv = await self.client.get(PV, spec["volumeName"]) if spec.get("volumeName") else None
+        node = pv_node(target_pv) if target_pv else None
+        if node:
+            claim["metadata"]["annotations"][ANN_SELECTED_NODE] = node
         try:
             await self.client.create(PVC, claim, namespace=ns)
         except ApiError as exc:

@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import json
 import os
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -138,6 +139,15 @@ class Uploader:
             return None
         return data if isinstance(data, dict) and "session" in data else None
 
+    @staticmethod
+    def _answer_after_send_error(conn: http.client.HTTPConnection, exc: OSError) -> tuple[int, bytes]:
+        """The server may have answered (a refusal) before it stopped reading: prefer its words."""
+        try:
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        except (OSError, http.client.HTTPException):
+            raise exc from None
+
     def _send_range(self, f: int, start: int, length: int, total: int, uid: str) -> None:
         """One PUT of [start, start+length) of the file."""
         conn = self._conn()
@@ -151,37 +161,45 @@ class Uploader:
             conn.endheaders()
             sock = conn.sock
             assert sock is not None
-            if self.ctx is None:
-                sent = 0
-                while sent < length:  # plain HTTP: the kernel copies file to socket
-                    n = os.sendfile(sock.fileno(), f, start + sent, min(length - sent, CHUNK * 16))
-                    if n == 0:
-                        raise ConnectionResetError("the connection closed while sending")
-                    sent += n
-                    self.stats.sent += n
-                    self.progress(start + sent, total)
-            else:
-                buf = bytearray(CHUNK)
-                view = memoryview(buf)
-                sent = 0
-                while sent < length:
-                    n = os.preadv(f, [view[:min(CHUNK, length - sent)]], start + sent)
-                    if n == 0:
-                        raise UploadError("the file got shorter while it was being uploaded")
-                    sock.sendall(view[:n])
-                    sent += n
-                    self.stats.sent += n
-                    self.progress(start + sent, total)
+            try:
+                self._send_body(sock, f, start, length, total)
+            except OSError as exc:
+                code, body = self._answer_after_send_error(conn, exc)
+                self._raise_for(code, body)
+                raise
             resp = conn.getresponse()
-            body = resp.read()
-            if resp.status == 401:
-                raise Unauthorized(body.decode(errors="replace").strip(), 401)
-            if resp.status == 416:
-                return  # the server is elsewhere: the caller asks it where
-            if resp.status >= 400:
-                raise UploadError(body.decode(errors="replace").strip(), resp.status)
+            self._raise_for(resp.status, resp.read())
         finally:
             conn.close()
+
+    @staticmethod
+    def _raise_for(code: int, body: bytes) -> None:
+        if code == 401:
+            raise Unauthorized(body.decode(errors="replace").strip(), 401)
+        if code >= 400 and code != 416:  # 416: the server is elsewhere; the caller asks it where
+            raise UploadError(body.decode(errors="replace").strip(), code)
+
+    def _send_body(self, sock: socket.socket, f: int, start: int, length: int, total: int) -> None:
+        sent = 0
+        if self.ctx is None:
+            while sent < length:  # plain HTTP: the kernel copies file to socket
+                n = os.sendfile(sock.fileno(), f, start + sent, min(length - sent, CHUNK * 16))
+                if n == 0:
+                    raise ConnectionResetError("the connection closed while sending")
+                sent += n
+                self.stats.sent += n
+                self.progress(start + sent, total)
+            return
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while sent < length:
+            n = os.preadv(f, [view[:min(CHUNK, length - sent)]], start + sent)
+            if n == 0:
+                raise UploadError("the file got shorter while it was being uploaded")
+            sock.sendall(view[:n])
+            sent += n
+            self.stats.sent += n
+            self.progress(start + sent, total)
 
     # --- the upload -----------------------------------------------------------------------------------------
 
@@ -258,12 +276,17 @@ class Uploader:
             view = memoryview(buf)
             sent = 0
             assert conn.sock is not None
-            while sent < size:
-                n = os.preadv(fd, [view[:min(CHUNK, size - sent)]], sent)
-                conn.sock.sendall(view[:n])
-                sent += n
-                self.stats.sent += n
-                self.progress(sent, size)
+            try:
+                while sent < size:
+                    n = os.preadv(fd, [view[:min(CHUNK, size - sent)]], sent)
+                    conn.sock.sendall(view[:n])
+                    sent += n
+                    self.stats.sent += n
+                    self.progress(sent, size)
+            except OSError as exc:
+                code, answer = self._answer_after_send_error(conn, exc)
+                raise UploadError(f"unexpected return value {code}, {answer.decode(errors='replace').strip()}",
+                                  code) from None
             resp = conn.getresponse()
             body = resp.read()
             if resp.status == 401:

@@ -26,6 +26,7 @@ import os
 import re
 import sys
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -236,6 +237,23 @@ def make_handler(server: UploadServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
+            if code >= 400 and self.command in ("POST", "PUT", "PATCH"):
+                self._linger()
+
+        def _linger(self) -> None:
+            """Read what the sender still sends (up to 30 s) before closing, so it reads our answer
+            instead of a connection reset (nginx's lingering close)."""
+            body = getattr(self, "body_reader", None)
+            if body is None or body.eof or body.left == 0:
+                return
+            deadline = time.monotonic() + 30
+            try:
+                self.connection.settimeout(2)
+                buf = memoryview(bytearray(1 << 20))
+                while time.monotonic() < deadline and body.readinto(buf):
+                    pass
+            except (OSError, FormatError):
+                pass
 
         def _authorized(self) -> bool:
             if server.key and self.headers.get(KEY_HEADER) != server.key:
@@ -254,7 +272,8 @@ def make_handler(server: UploadServer) -> type[BaseHTTPRequestHandler]:
             length_header = self.headers.get("Content-Length")
             chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
             length = int(length_header) if length_header and not chunked else None
-            return _BodyReader(self.rfile, length, chunked), length
+            self.body_reader = _BodyReader(self.rfile, length, chunked)
+            return self.body_reader, length
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path == "/healthz":

@@ -1,0 +1,282 @@
+"""Uploads end to end: `virtctl image-upload` from a shell, the upload proxy on node00, targets on both nodes.
+
+R18-R20, R22, R23 (upload column): formats x compression into Filesystem and Block targets (qemu-img
+compare), --no-create into example 13, the loop-device PV of example 14 on node01, an upload cut by
+the network and resumed, --insecure, WaitForFirstConsumer, and the refusals (tokens, sizes, bad files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, Kubectl, wait_for
+from tests.e2e.conftest import Cluster
+from tests.servers import MIB, Images, cutting_relay, write_pattern
+from vdisk.apiserver.uploadtoken import TokenSigner
+from vdisk.dataplane import qemu_img
+
+EXAMPLES = ROOT / "tests" / "data" / "examples"
+GIB = 1024 * MIB
+
+
+@pytest.fixture
+def k(cluster: Cluster) -> Any:
+    kc = cluster.kubectl()
+    ns = "up-" + os.urandom(3).hex()
+    kc("create", "namespace", ns)
+    kc.namespace = ns
+    yield kc
+    kc.run("delete", "namespace", ns, "--wait=false", namespace=None, check=False)
+
+
+def virtctl(cluster: Cluster, k: Kubectl, args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """virtctl as a user runs it: from a shell, with KUBECONFIG set."""
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}",
+           "KUBECONFIG": str(cluster.server.kubeconfig)}
+    return subprocess.run(f"virtctl image-upload {args} -n {k.namespace}", shell=True, capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def disk_of(cluster: Cluster, k: Kubectl, claim: str) -> Path:
+    pv = k.json("get", "pv", k("get", "pvc", claim, "-o", "jsonpath={.spec.volumeName}").strip(), namespace=None)
+    if "local" in pv["spec"]:  # a Block volume: the device behind the node's path
+        node = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0]
+        return cluster.host_path(node, pv["spec"]["local"]["path"]).resolve()
+    for root in cluster.roots.values():
+        found = list(root.glob(f"**/{pv['metadata']['name']}/disk.img"))
+        if found:
+            return found[0]
+    raise AssertionError(f"no disk for {claim}")
+
+
+def same_prefix(device: Path, image: Path, size: int) -> bool:
+    return subprocess.run(["cmp", "-n", str(size), str(device), str(image)], capture_output=True).returncode == 0
+
+
+def succeeded(k: Kubectl, name: str) -> bool:
+    return k("get", "dv", name, "-o", "jsonpath={.status.phase}") == "Succeeded"
+
+
+@pytest.mark.parametrize("fmt", ["disk.raw", "disk.raw.gz", "disk.raw.xz", "disk.raw.zst", "disk.qcow2",
+                                 "disk.qcow2.gz", "disk.qcow2.xz", "disk.vmdk"])
+def test_upload_each_format_into_a_filesystem_volume(cluster: Cluster, k: Kubectl, images: Images,
+                                                     fmt: str) -> None:
+    name = "up-" + fmt.replace(".", "-")
+    res = virtctl(cluster, k, f"dv {name} --size=256Mi --image-path={images.dir / fmt}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Processing completed successfully" in res.stdout
+    assert succeeded(k, name)
+    disk = disk_of(cluster, k, name)
+    assert qemu_img.compare(str(disk), str(images.raw), "raw", None)
+    assert disk.stat().st_size == 256 * MIB  # the storage API gives the disk the size asked for
+    assert f"{name}" in k("get", "dvs") and "Succeeded" in k("get", "dvs")
+    # the upload server and its scratch claim are gone
+    wait_for(lambda: not k("get", "pods", "-o", "name").strip(), timeout=20, what="upload pod gone")
+    assert k("get", "pvc", "-o", "name").split() == [f"persistentvolumeclaim/{name}"]
+
+
+@pytest.mark.parametrize("fmt", ["disk.raw", "disk.raw.xz", "disk.qcow2"])
+def test_upload_into_a_block_volume(cluster: Cluster, k: Kubectl, images: Images, fmt: str) -> None:
+    name = "blk-" + fmt.replace(".", "-")
+    res = virtctl(cluster, k, f"dv {name} --size=128Mi --volume-mode=block --storage-class=local-block "
+                              f"--image-path={images.dir / fmt}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert k("get", "pvc", name, "-o", "jsonpath={.spec.volumeMode}") == "Block"
+    assert same_prefix(disk_of(cluster, k, name), images.raw, images.size)
+
+
+def test_pvc_target_and_no_create_into_example_13(cluster: Cluster, k: Kubectl, images: Images) -> None:
+    res = virtctl(cluster, k, f"pvc plain --size=128Mi --image-path={images.dir / 'disk.qcow2'}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    ann = k.json("get", "pvc", "plain")["metadata"]["annotations"]
+    assert "cdi.kubevirt.io/storage.upload.target" in ann and ann["cdi.kubevirt.io/storage.pod.phase"] == "Succeeded"
+    k("create", "-f", str(EXAMPLES / "13-dv-upload.yaml"))
+    wait_for(lambda: k("get", "dv", "upload-datavolume", "-o", "jsonpath={.status.phase}") == "UploadReady",
+             timeout=30, what="example 13 UploadReady")
+    res = virtctl(cluster, k, f"dv upload-datavolume --no-create --image-path={images.dir / 'disk.raw.gz'}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert succeeded(k, "upload-datavolume")
+    assert qemu_img.compare(str(disk_of(cluster, k, "upload-datavolume")), str(images.raw), "raw", None)
+    again = virtctl(cluster, k, f"dv upload-datavolume --no-create --image-path={images.dir / 'disk.raw'}")
+    assert again.returncode != 0 and "already successfully imported" in again.stderr
+
+
+def test_loop_device_pv_on_node01_through_the_proxy_on_node00(cluster: Cluster, k: Kubectl,
+                                                              images: Images) -> None:
+    """R22, example 14: the upload server runs on node01, the proxy is node00's API server."""
+    backing = cluster.host_path("node01", "/var/loop10.img")
+    backing.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["dd", "if=/dev/zero", f"of={backing}", "bs=1M", "count=0", "seek=2048"], check=True,
+                   capture_output=True)
+    dev = subprocess.run(["losetup", "-f", "--show", str(backing)], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    link = cluster.host_path("node01", "/dev/loop10")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(dev)
+    try:
+        k.run("delete", "pv", "local-block-pv10", "--ignore-not-found", namespace=None, check=False)
+        k("create", "-f", str(EXAMPLES / "14-local-block-pv.yaml"), namespace=None)
+        k.create({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {"name": "iso"},
+                  "spec": {"source": {"upload": {}},
+                           "pvc": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Block",
+                                   "storageClassName": "local", "resources": {"requests": {"storage": "2Gi"}}}}})
+        res = virtctl(cluster, k, f"dv iso --no-create --image-path={images.dir / 'disk.qcow2'}")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert k("get", "pvc", "iso", "-o", "jsonpath={.spec.volumeName}") == "local-block-pv10"
+        assert same_prefix(Path(dev), images.raw, images.size)
+        events = k("get", "events", "-o", "json")
+        assert "cdi-upload-iso" in events and "node01" in events  # the upload server was scheduled on node01
+    finally:
+        k.run("delete", "dv", "iso", "--ignore-not-found", "--wait=true", check=False)
+        k.run("delete", "pv", "local-block-pv10", "--ignore-not-found", "--wait=false", namespace=None, check=False)
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_a_cut_upload_resumes_where_it_stopped(cluster: Cluster, k: Kubectl, tmp_path: Path) -> None:
+    """The network drops the upload at ~300 MiB of 1 GiB: the next run continues from there."""
+    image = tmp_path / "big.raw"
+    write_pattern(image, GIB, [(0, 1000 * MIB)], seed=3)
+    port = int(cluster.server.url.rsplit(":", 1)[1])
+    with cutting_relay(port, cut_after=300 * MIB) as relay:
+        first = virtctl(cluster, k, f"dv big --size=1Gi --image-path={image} --insecure --retry=0 "
+                                    f"--uploadproxy-url={relay.url}")
+        assert first.returncode != 0, first.stdout
+        assert "error uploading image" in first.stderr
+        assert k("get", "dv", "big", "-o", "jsonpath={.status.phase}") == "UploadReady"  # not Succeeded
+        cut_bytes = relay.forwarded
+    second = virtctl(cluster, k, f"dv big --no-create --image-path={image}")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Resumed an interrupted upload" in second.stdout
+    resumed = int(re.search(r"Resumed an interrupted upload at byte (\d+)", second.stdout).group(1))  # type: ignore
+    sent = int(re.search(r"Sent (\d+) bytes", second.stdout).group(1))  # type: ignore[union-attr]
+    assert resumed >= 200 * MIB
+    assert cut_bytes + sent < 1.3 * GIB  # well below twice the size
+    assert succeeded(k, "big")
+    assert same_prefix(disk_of(cluster, k, "big"), image, GIB)
+
+
+def test_a_cut_connection_is_retried_within_one_run(cluster: Cluster, k: Kubectl, tmp_path: Path) -> None:
+    image = tmp_path / "mid.raw"
+    write_pattern(image, 256 * MIB, [(0, 200 * MIB)], seed=4)
+    port = int(cluster.server.url.rsplit(":", 1)[1])
+    with cutting_relay(port, cut_after=100 * MIB) as relay:
+        res = virtctl(cluster, k, f"dv mid --size=256Mi --image-path={image} --insecure "
+                                  f"--uploadproxy-url={relay.url}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert relay.forwarded < 1.6 * 256 * MIB
+    assert same_prefix(disk_of(cluster, k, "mid"), image, 256 * MIB)
+
+
+def test_insecure_is_needed_for_an_untrusted_proxy_certificate(cluster: Cluster, k: Kubectl, images: Images) -> None:
+    url = cluster.server.url.replace("127.0.0.1", "localhost")  # not the kubeconfig's server: its CA is not used
+    res = virtctl(cluster, k, f"dv tls --size=128Mi --image-path={images.dir / 'disk.raw'} --uploadproxy-url={url} "
+                              "--retry=0")
+    assert res.returncode != 0 and "certificate" in res.stderr.lower()
+    res = virtctl(cluster, k, f"dv tls --no-create --image-path={images.dir / 'disk.raw'} --uploadproxy-url={url} "
+                              "--insecure")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_wait_for_first_consumer_needs_force_bind(cluster: Cluster, k: Kubectl, images: Images) -> None:
+    k.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "wffc-upload"},
+             "provisioner": "kubevirt.io.hostpath-provisioner", "parameters": {"storagePool": "local"},
+             "volumeBindingMode": "WaitForFirstConsumer"})
+    t0 = time.monotonic()
+    res = virtctl(cluster, k, f"dv w1 --size=128Mi --storage-class=wffc-upload --image-path={images.dir / 'disk.raw'}")
+    assert res.returncode != 0 and time.monotonic() - t0 < 60
+    assert "cannot upload to DataVolume in WaitForFirstConsumer phase" in res.stderr and "force-bind" in res.stderr
+    res = virtctl(cluster, k, f"dv w2 --size=128Mi --storage-class=wffc-upload --force-bind "
+                              f"--image-path={images.dir / 'disk.raw'}")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_client_side_errors_leave_nothing_behind(cluster: Cluster, k: Kubectl, images: Images) -> None:
+    cases = [(f"dv e1 --size=1Gi --image-path={images.dir / 'nope.img'}", "no such file"),
+             (f"dv e2 --size=lots --image-path={images.dir / 'disk.raw'}", "validation failed for size=lots"),
+             (f"dv e3 --image-path={images.dir / 'disk.raw'}", "the size must be specified"),
+             ("dv e4 --size=1Gi", "either image-path or archive-path must be provided"),
+             (f"vm e5 --size=1Gi --image-path={images.dir / 'disk.raw'}", "invalid resource type vm")]
+    for args, text in cases:
+        res = virtctl(cluster, k, args)
+        assert res.returncode != 0 and text in res.stderr, (args, res.stderr)
+    assert k("get", "dv", "-o", "name").strip() == ""
+
+
+def test_server_side_refusals(cluster: Cluster, k: Kubectl, images: Images) -> None:
+    """Too large, corrupt images, an import DV, tokens: each refused with a message, nothing Succeeded."""
+    res = virtctl(cluster, k, f"dv small --size=32Mi --image-path={images.dir / 'disk.raw'} --retry=0")
+    assert res.returncode != 0 and "larger than the reported available storage" in res.stderr
+    res = virtctl(cluster, k, f"dv bad --size=128Mi --image-path={images.dir / 'corrupt.qcow2'} --retry=0")
+    assert res.returncode != 0 and "Saving stream failed" in res.stderr
+    res = virtctl(cluster, k, f"dv trunc --size=128Mi --image-path={images.dir / 'truncated.raw.gz'} --retry=0")
+    assert res.returncode != 0 and "gzip" in res.stderr
+    for n in ("small", "bad", "trunc"):
+        assert not succeeded(k, n)
+    k.create({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {"name": "blankdv"},
+              "spec": {"source": {"blank": {}}, "storage": {"resources": {"requests": {"storage": "64Mi"}}}}})
+    res = virtctl(cluster, k, f"dv blankdv --no-create --image-path={images.dir / 'disk.raw'}")
+    assert res.returncode != 0 and "not an upload DataVolume" in res.stderr
+    # tokens, straight at the proxy
+    base = cluster.server.url
+    with httpx.Client(verify=False, timeout=30) as c:
+        assert c.post(f"{base}/v1beta1/upload", content=b"x").status_code == 400
+        assert c.post(f"{base}/v1beta1/upload", content=b"x", headers={"Authorization": "Bearer abc.def.ghi"}
+                      ).status_code == 401
+        signer = TokenSigner(cluster.server.data_dir / "pki" / "upload-token.key")
+        expired = signer.issue(k.namespace or "", "small", now=time.time() - 3600)
+        r = c.post(f"{base}/v1beta1/upload", content=b"x", headers={"Authorization": f"Bearer {expired}"})
+        assert r.status_code == 401 and "expired" in r.text
+        other = signer.issue(k.namespace or "", "blankdv")  # a PVC that is not an upload target
+        r = c.post(f"{base}/v1beta1/upload", content=b"x", headers={"Authorization": f"Bearer {other}"})
+        assert r.status_code == 503 and "not an upload target" in r.text
+
+
+def test_a_second_concurrent_upload_is_refused(cluster: Cluster, k: Kubectl, images: Images) -> None:
+    k.create({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {"name": "one"},
+              "spec": {"source": {"upload": {}}, "storage": {"resources": {"requests": {"storage": "128Mi"}}}}})
+    wait_for(lambda: k("get", "dv", "one", "-o", "jsonpath={.status.phase}") == "UploadReady", timeout=30)
+    token = k.json("create", "-f", "-", input=json.dumps({
+        "apiVersion": "upload.cdi.kubevirt.io/v1beta1", "kind": "UploadTokenRequest",
+        "metadata": {"name": "t"}, "spec": {"pvcName": "one"}}))["status"]["token"]
+    data = (images.dir / "disk.raw").read_bytes()
+    headers = {"Authorization": f"Bearer {token}"}
+    started = threading.Event()
+
+    def slow_body() -> Any:
+        for i in range(0, len(data), 4 * MIB):
+            yield data[i:i + 4 * MIB]
+            started.set()
+            time.sleep(0.15)
+
+    results: dict[str, int] = {}
+
+    def first() -> None:
+        with httpx.Client(verify=False, timeout=60) as c:
+            results["first"] = c.post(f"{cluster.server.url}/v1beta1/upload", content=slow_body(),
+                                      headers=headers).status_code
+
+    t = threading.Thread(target=first)
+    t.start()
+    started.wait(10)
+    time.sleep(0.3)
+    with httpx.Client(verify=False, timeout=60) as c:
+        second = c.post(f"{cluster.server.url}/v1beta1/upload", content=data, headers=headers)
+    t.join(60)
+    assert second.status_code == 503 and "in progress" in second.text
+    assert results["first"] == 200
+    wait_for(lambda: succeeded(k, "one"), timeout=30, what="the first upload succeeded")
+    assert qemu_img.compare(str(disk_of(cluster, k, "one")), str(images.raw), "raw", None)
+
