@@ -118,6 +118,25 @@ def _fill(reader: Reader, buf: AlignedBuffer) -> int:
     return got
 
 
+_pool: list[list[AlignedBuffer]] = []
+_pool_lock = threading.Lock()
+
+
+def _take_buffers() -> list[AlignedBuffer]:
+    """A set of buffers, reused across calls: a sparse upload is many short streams, and fresh mappings
+    would cost their page faults every time."""
+    with _pool_lock:
+        if _pool:
+            return _pool.pop()
+    return [AlignedBuffer(CHUNK) for _ in range(BUFFERS)]
+
+
+def _give_buffers(bufs: list[AlignedBuffer]) -> None:
+    with _pool_lock:
+        if len(_pool) < 2:
+            _pool.append(bufs)
+
+
 def stream_to_target(reader: Reader, target: Target, *, compression: str | None = None,
                      checksum: Checksum | None = None, start: int = 0,
                      progress: Callable[[int], None] = lambda n: None) -> StreamResult:
@@ -125,8 +144,9 @@ def stream_to_target(reader: Reader, target: Target, *, compression: str | None 
     DataplaneError (from either thread)."""
     free: queue.Queue[AlignedBuffer] = queue.Queue()
     full: queue.Queue[tuple[AlignedBuffer, int] | BaseException | None] = queue.Queue()
-    for _ in range(BUFFERS):
-        free.put(AlignedBuffer(CHUNK))
+    mine = _take_buffers()
+    for b in mine:
+        free.put(b)
     counted = CountingReader(reader, checksum, progress)
     data = decoding_reader(compression, counted) if compression else counted
     stop = threading.Event()
@@ -187,6 +207,8 @@ def stream_to_target(reader: Reader, target: Target, *, compression: str | None 
             close_reader(data)  # a decompressor process still running is stopped
         t.join(timeout=5)
         close_reader(data)
+        if not t.is_alive():
+            _give_buffers(mine)
     if checksum is not None:
         checksum.verify()
     return StreamResult(offset - start, written, counted.count)

@@ -107,6 +107,7 @@ class Uploader:
                 self.ctx.verify_mode = ssl.CERT_NONE
         self._token = token(False)
         self.stats = Stats()
+        self._keep: http.client.HTTPConnection | None = None
 
     # --- HTTP --------------------------------------------------------------------------------------------
 
@@ -149,8 +150,12 @@ class Uploader:
             raise exc from None
 
     def _send_range(self, f: int, start: int, length: int, total: int, uid: str) -> None:
-        """One PUT of [start, start+length) of the file."""
-        conn = self._conn()
+        """One PUT of [start, start+length) of the file, on a kept-alive connection (a sparse file is
+        many requests: a TLS handshake each would cost more than its data)."""
+        if self._keep is None:
+            self._keep = self._conn()
+        conn = self._keep
+        ok = False
         try:
             conn.putrequest("PUT", self.path, skip_accept_encoding=True)
             conn.putheader("Authorization", f"Bearer {self._token}")
@@ -168,9 +173,13 @@ class Uploader:
                 self._raise_for(code, body)
                 raise
             resp = conn.getresponse()
-            self._raise_for(resp.status, resp.read())
+            body = resp.read()
+            ok = not resp.will_close
+            self._raise_for(resp.status, body)
         finally:
-            conn.close()
+            if not ok:
+                conn.close()
+                self._keep = None
 
     @staticmethod
     def _raise_for(code: int, body: bytes) -> None:
@@ -181,14 +190,15 @@ class Uploader:
 
     def _send_body(self, sock: socket.socket, f: int, start: int, length: int, total: int) -> None:
         sent = 0
-        if self.ctx is None:
-            while sent < length:  # plain HTTP: the kernel copies file to socket
-                n = os.sendfile(sock.fileno(), f, start + sent, min(length - sent, CHUNK * 16))
-                if n == 0:
-                    raise ConnectionResetError("the connection closed while sending")
-                sent += n
-                self.stats.sent += n
-                self.progress(start + sent, total)
+        if self.ctx is None:  # plain HTTP: the kernel copies file to socket (socket.sendfile minds the timeout)
+            with os.fdopen(os.dup(f), "rb", buffering=0) as fobj:
+                while sent < length:
+                    n = min(length - sent, CHUNK * 16)
+                    if sock.sendfile(fobj, start + sent, n) != n:
+                        raise ConnectionResetError("the connection closed while sending")
+                    sent += n
+                    self.stats.sent += n
+                    self.progress(start + sent, total)
             return
         buf = bytearray(CHUNK)
         view = memoryview(buf)
@@ -238,6 +248,7 @@ class Uploader:
                             continue
                         begin = max(start, offset)
                         self._send_range(fd, begin, end - begin, size, uid)
+                    self._drop()
                     self._finish(size)
                     return self.stats
                 except Unauthorized:
@@ -246,12 +257,18 @@ class Uploader:
                     refreshes += 1
                     self._token = self.token(True)
                 except (OSError, http.client.HTTPException) as exc:
+                    self._drop()
                     attempt += 1
                     if attempt > retries:
                         raise UploadError(f"error uploading image after {retries} retries: {exc}") from exc
                     time.sleep(min(0.5 * 2 ** (attempt - 1), 10.0))
         finally:
             os.close(fd)
+
+    def _drop(self) -> None:
+        if self._keep is not None:
+            self._keep.close()
+            self._keep = None
 
     def _finish(self, size: int) -> None:
         code, body = self._request("PATCH", self.path, json.dumps({"op": "finish", "size": size}).encode(),
