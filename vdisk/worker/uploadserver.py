@@ -290,22 +290,38 @@ def make_handler(server: UploadServer) -> type[BaseHTTPRequestHandler]:
 
         def _exclusive(self) -> bool:
             if server.result is not None:
-                self._drain()
+                self._body()  # so that the refusal lingers over the body the sender is still sending
                 self._send(409, "upload already completed", "text/plain")
                 return False
             if not server.busy.acquire(blocking=False):
-                self._drain()
+                self._body()
                 self._send(503, "an upload to this volume is in progress", "text/plain")
                 return False
             return True
 
-        def _drain(self) -> None:
-            self.close_connection = True
-
-        def do_POST(self) -> None:  # noqa: N802
+        def _answer(self, work: Any) -> None:
+            """Run `work()` -> (code, body[, content type]) holding the upload lock, then answer: the lock
+            is released before the answer goes out, so the client's next request never finds it held."""
             if not self._authorized() or not self._path_ok() or not self._exclusive():
                 return
+            done = False
             try:
+                try:
+                    out = work()
+                    done = bool(out[0] == 200 and server.result is not None)
+                except Exception as exc:
+                    code, message = _error_status(exc)
+                    log.warning("%s %s failed: %s", self.command, self.path, message)
+                    out = (code, {**server.status(), "message": message}, "application/json") if code == 416 \
+                        else (code, message, "text/plain")
+            finally:
+                server.busy.release()
+            self._send(*out)
+            if done:
+                server.finished.set()  # the pod ends once the answer is out
+
+        def do_POST(self) -> None:  # noqa: N802
+            def work() -> tuple[Any, ...]:
                 body, length = self._body()
                 reader: Any = body
                 if "-form" in self.path:
@@ -319,20 +335,12 @@ def make_handler(server: UploadServer) -> type[BaseHTTPRequestHandler]:
                 server.write(0, reader, length, length)
                 if length is not None and body.count < length:
                     raise FormatError(f"the upload ended after {body.count} of {length} bytes")
-                status = server.finish(None)
-                self._send(200, status)
-                server.finished.set()  # the pod ends once the answer is out
-            except Exception as exc:
-                code, message = _error_status(exc)
-                log.warning("upload failed: %s", message)
-                self._send(code, message, "text/plain")
-            finally:
-                server.busy.release()
+                return 200, server.finish(None)
+
+            self._answer(work)
 
         def do_PUT(self) -> None:  # noqa: N802
-            if not self._authorized() or not self._path_ok() or not self._exclusive():
-                return
-            try:
+            def work() -> tuple[Any, ...]:
                 body, length = self._body()
                 rng = self.headers.get("Content-Range")
                 start, total = 0, length
@@ -347,45 +355,24 @@ def make_handler(server: UploadServer) -> type[BaseHTTPRequestHandler]:
                     total = None if m.group(3) == "*" else int(m.group(3))
                 server.publish("Uploading")
                 server.write(start, body, length, total, self.headers.get("X-Vdisk-Upload-Id", ""))
-                self._send(200, server.status())
-            except Exception as exc:
-                code, message = _error_status(exc)
-                log.warning("upload range failed: %s", message)
-                if code == 416:
-                    self.send_response(416)
-                    data = json.dumps({**server.status(), "message": message}).encode()
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                    self.end_headers()
-                    self.wfile.write(data)
-                else:
-                    self._send(code, message, "text/plain")
-            finally:
-                server.busy.release()
+                return 200, server.status()
+
+            self._answer(work)
 
         def do_PATCH(self) -> None:  # noqa: N802
-            if not self._authorized() or not self._path_ok() or not self._exclusive():
-                return
-            try:
+            def work() -> tuple[Any, ...]:
                 body, _ = self._body()
                 raw = bytearray(65536)
                 n = body.readinto(memoryview(raw))
                 op = json.loads(bytes(raw[:n]) or b"{}")
                 if op.get("op") == "finish":
-                    self._send(200, server.finish(op.get("size")))
-                    server.finished.set()
-                elif op.get("op") == "abort":
+                    return 200, server.finish(op.get("size"))
+                if op.get("op") == "abort":
                     server.abort()
-                    self._send(200, server.status())
-                else:
-                    self._send(400, f"unknown operation {op.get('op')!r}: expected finish or abort", "text/plain")
-            except Exception as exc:
-                code, message = _error_status(exc)
-                self._send(code, message, "text/plain")
-            finally:
-                server.busy.release()
+                    return 200, server.status()
+                return 400, f"unknown operation {op.get('op')!r}: expected finish or abort", "text/plain"
+
+            self._answer(work)
 
     return Handler
 
