@@ -15,6 +15,8 @@ CDI's API (one upload at a time: a concurrent request gets 503, a finished uploa
 vdisk's resumable API on the same paths:
   GET   /v1beta1/upload                         {"session", "kind", "offset", "total", "done"}
   PUT   /v1beta1/upload  Content-Range: bytes a-b/total   one range; raw images may skip holes
+  PUT   /v1beta1/upload  Content-Type: application/x-vdisk-extents, X-Vdisk-Upload-Total: size
+                         frames of (offset u64, length u64, bytes): all data extents in one request
   PATCH /v1beta1/upload  {"op": "finish", "size": total} | {"op": "abort"}
 """
 
@@ -24,6 +26,7 @@ import json
 import logging
 import os
 import re
+import struct
 import sys
 import threading
 import time
@@ -160,6 +163,36 @@ class _MultipartFile:
         return n
 
 
+EXTENT_HEADER = struct.Struct(">QQ")
+EXTENTS_TYPE = "application/x-vdisk-extents"
+
+
+class _Frame:
+    """The next `left` bytes of a body."""
+
+    def __init__(self, body: Any, left: int):
+        self.body = body
+        self.left = left
+
+    def readinto(self, buf: memoryview) -> int:
+        if self.left <= 0:
+            return 0
+        n = int(self.body.readinto(buf[:min(len(buf), self.left)]))
+        self.left -= n
+        return n
+
+
+def _read_exact(body: Any, n: int) -> bytes:
+    buf = bytearray(n)
+    got = 0
+    while got < n:
+        k = body.readinto(memoryview(buf)[got:])
+        if not k:
+            break
+        got += k
+    return bytes(buf[:got])
+
+
 class UploadServer:
     def __init__(self, vol: Volume, content_type: str, key: str, report: ProgressFile):
         self.vol = vol
@@ -173,9 +206,10 @@ class UploadServer:
         self.endpoint = ""
 
     def status(self) -> dict[str, Any]:
+        base = {"features": ["ranges", "extents"]}
         if self.session is None:
-            return {"session": None, "kind": None, "offset": 0, "total": None, "done": False, "clientId": ""}
-        return self.session.status()
+            return {**base, "session": None, "kind": None, "offset": 0, "total": None, "done": False, "clientId": ""}
+        return {**base, **self.session.status()}
 
     def publish(self, phase: str) -> None:
         self.report.record["endpoint"] = self.endpoint
@@ -192,6 +226,23 @@ class UploadServer:
             self.session.client_id = client_id
             return self.session.write(0, reader, length)
         return self.session.write(start, body, length)
+
+    def write_extents(self, body: Any, total: int | None, client_id: str = "") -> int:
+        """A body of frames (offset: u64, length: u64, then the bytes), each written at its offset: a
+        sparse image's data extents in one request, holes never sent."""
+        done = 0
+        while True:
+            head = _read_exact(body, EXTENT_HEADER.size)
+            if not head:
+                return done
+            if len(head) < EXTENT_HEADER.size:
+                raise FormatError("the extent stream ended inside a frame header")
+            offset, length = EXTENT_HEADER.unpack(head)
+            frame = _Frame(body, length)
+            self.write(offset, frame, length, total, client_id)
+            if frame.left:
+                raise FormatError(f"the extent stream ended {frame.left} bytes short of its frame at {offset}")
+            done += length
 
     def finish(self, total: int | None) -> dict[str, Any]:
         if self.session is None:
@@ -354,7 +405,11 @@ def make_handler(server: UploadServer) -> type[BaseHTTPRequestHandler]:
                         length = int(m.group(2)) - start + 1
                     total = None if m.group(3) == "*" else int(m.group(3))
                 server.publish("Uploading")
-                server.write(start, body, length, total, self.headers.get("X-Vdisk-Upload-Id", ""))
+                if (self.headers.get("Content-Type") or "").startswith(EXTENTS_TYPE):
+                    size = self.headers.get("X-Vdisk-Upload-Total")
+                    server.write_extents(body, int(size) if size else None, self.headers.get("X-Vdisk-Upload-Id", ""))
+                else:
+                    server.write(start, body, length, total, self.headers.get("X-Vdisk-Upload-Id", ""))
                 return 200, server.status()
 
             self._answer(work)
