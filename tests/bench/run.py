@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from tests.bench import apiserver, importer, provisioning
+from tests.bench import apiserver, importer, provisioning, upload
 
-BENCHES = {"apiserver": apiserver.main, "provisioning": provisioning.main, "importer": importer.main}
+BENCHES = {"apiserver": apiserver.main, "provisioning": provisioning.main, "importer": importer.main,
+           "upload": upload.main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -198,6 +198,7 @@ def test_wait_for_first_consumer_needs_force_bind(cluster: Cluster, k: Kubectl, 
     res = virtctl(cluster, k, f"dv w1 --size=128Mi --storage-class=wffc-upload --image-path={images.dir / 'disk.raw'}")
     assert res.returncode != 0 and time.monotonic() - t0 < 60
     assert "cannot upload to DataVolume in WaitForFirstConsumer phase" in res.stderr and "force-bind" in res.stderr
+    wait_for(lambda: k.run("get", "dv", "w1", check=False).returncode != 0, timeout=10, what="w1 not left behind")
     res = virtctl(cluster, k, f"dv w2 --size=128Mi --storage-class=wffc-upload --force-bind "
                               f"--image-path={images.dir / 'disk.raw'}")
     assert res.returncode == 0, res.stdout + res.stderr

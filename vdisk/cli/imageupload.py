@@ -9,6 +9,7 @@ with seconds-long backoff, and a WaitForFirstConsumer target is reported at once
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -296,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     api = API(conn)
     ns = args.namespace or _context_namespace(args) or "default"
     up = ImageUpload(args, conn, api, ns)
-    created = False
+    created = started = False
     try:
         exists = up.check_existing(kind, name, content)
         if not exists:
@@ -307,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
         url = up.proxy_url()
         uploader = Uploader(url, lambda refresh: up.token(name), insecure=args.insecure,
                             ca_file=None if args.insecure else _ca_for(url, conn), progress=Progress())
+        started = True
         stats = uploader.upload(path, retries=args.retry)
         if stats.resumed_from:
             print(f"Resumed an interrupted upload at byte {stats.resumed_from} ({_human(stats.resumed_from)})")
@@ -316,8 +318,10 @@ def run(args: argparse.Namespace) -> int:
     except (UsageError, APIError, UploadError) as exc:
         message = getattr(exc, "message", str(exc))
         print(f"error: {message}", file=sys.stderr)
-        if created and isinstance(exc, UsageError) and "timed out" in message:
-            pass  # the target stays: a later run with --no-create can use it
+        if created and not started:  # nothing was sent: leave nothing behind
+            with contextlib.suppress(APIError):
+                api.delete(up._dv_path(name) if kind == "dv" else up._pvc_path(name))
+                print(f"{'DataVolume' if kind == 'dv' else 'PVC'} {ns}/{name} deleted", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume the upload", file=sys.stderr)
