@@ -43,7 +43,8 @@ from vdisk.dataplane.uploadclient import Uploader
 url, token, path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 ca = sys.argv[4] if len(sys.argv) > 4 else None
 t0 = time.monotonic()
-stats = Uploader(url, lambda refresh: token, ca_file=ca).upload(path, retries=0)
+stats = Uploader(url, lambda refresh: token, ca_file=ca,
+                 headers={"X-Vdisk-Upload-Key": "bench-key"}).upload(path, retries=0)
 dt = time.monotonic() - t0
 print(json.dumps({"seconds": dt, "sent": stats.sent,
                   "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
@@ -100,12 +101,12 @@ def curl_put(url: str, path: Path, dest: Path, ca: Path | None = None) -> float:
 
 
 def upload_server(tmp: Path, size: int) -> tuple[subprocess.Popen[bytes], str, Path]:
-    """An upload server process on a temp directory (no key: the bench talks to it directly)."""
+    """An upload server process on a temp directory (the bench talks to it directly, with its key)."""
     d = Path(tempfile.mkdtemp(prefix="upsrv-", dir=tmp))
     (d / "data").mkdir()
     (d / "scratch").mkdir()
     env = {**os.environ, "UPLOAD_TARGET": str(d / "data"), "UPLOAD_SCRATCH": str(d / "scratch"),
-           "UPLOAD_IMAGE_SIZE": str(size), "VDISK_PROGRESS_FILE": str(d / "progress"), "UPLOAD_KEY": ""}
+           "UPLOAD_IMAGE_SIZE": str(size), "VDISK_PROGRESS_FILE": str(d / "progress"), "UPLOAD_KEY": "bench-key"}
     proc = subprocess.Popen([sys.executable, "-m", "vdisk.worker", "uploadserver"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=(d / "log").open("wb"))
     deadline = time.monotonic() + 20

@@ -88,9 +88,11 @@ def upload_id(path: Path) -> str:
 
 class Uploader:
     def __init__(self, url: str, token: Callable[[bool], str], *, insecure: bool = False,
-                 ca_file: str | None = None, timeout: float = 120.0,
+                 ca_file: str | None = None, timeout: float = 120.0, headers: dict[str, str] | None = None,
                  progress: Callable[[int, int], None] = lambda done, total: None):
-        """`url`: the proxy base (https://host:port); `token(refresh)` returns an upload token."""
+        """`url`: the proxy base (https://host:port); `token(refresh)` returns an upload token; `headers` go
+        with every request (e.g. the key of an upload server reached directly)."""
+        self.headers = dict(headers or {})
         parts = urlsplit(url if "://" in url else f"https://{url}")
         self.scheme = parts.scheme
         self.host = parts.hostname or ""
@@ -122,7 +124,7 @@ class Uploader:
         conn = self._conn()
         try:
             conn.request(method, path, body=body, headers={"Authorization": f"Bearer {self._token}",
-                                                            **(headers or {})})
+                                                            **self.headers, **(headers or {})})
             resp = conn.getresponse()
             return resp.status, resp.read()
         finally:
@@ -160,6 +162,8 @@ class Uploader:
         try:
             conn.putrequest("PUT", self.path, skip_accept_encoding=True)
             conn.putheader("Authorization", f"Bearer {self._token}")
+            for name, value in self.headers.items():
+                conn.putheader(name, value)
             conn.putheader("Content-Type", "application/octet-stream")
             conn.putheader("Content-Length", str(length))
             conn.putheader("Content-Range", f"bytes {start}-{start + length - 1}/{total}")
@@ -191,6 +195,8 @@ class Uploader:
         try:
             conn.putrequest("PUT", self.path, skip_accept_encoding=True)
             conn.putheader("Authorization", f"Bearer {self._token}")
+            for name, value in self.headers.items():
+                conn.putheader(name, value)
             conn.putheader("Content-Type", "application/x-vdisk-extents")
             conn.putheader("Content-Length", str(sum(16 + n for _, n in extents)))
             conn.putheader("X-Vdisk-Upload-Total", str(total))
@@ -320,6 +326,8 @@ class Uploader:
         try:
             conn.putrequest("POST", path, skip_accept_encoding=True)
             conn.putheader("Authorization", f"Bearer {self._token}")
+            for name, value in self.headers.items():
+                conn.putheader(name, value)
             conn.putheader("Content-Type", "application/octet-stream")
             conn.putheader("Content-Length", str(size))
             conn.endheaders()

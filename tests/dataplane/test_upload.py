@@ -1,0 +1,103 @@
+"""The upload server process and the uploader, without a cluster: the resumable protocol itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.servers import MIB, Images, write_pattern
+from vdisk.dataplane import qemu_img
+from vdisk.dataplane.uploadclient import MERGE_GAP, Uploader, data_extents
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "scratch").mkdir()
+    env = {**os.environ, "UPLOAD_TARGET": str(tmp_path / "data"), "UPLOAD_SCRATCH": str(tmp_path / "scratch"),
+           "UPLOAD_IMAGE_SIZE": str(512 * MIB), "VDISK_PROGRESS_FILE": str(tmp_path / "progress"),
+           "UPLOAD_KEY": "k3y"}
+    proc = subprocess.Popen([sys.executable, "-m", "vdisk.worker", "uploadserver"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "log").open("wb"))
+    try:
+        deadline = time.monotonic() + 20
+        endpoint = None
+        while endpoint is None and time.monotonic() < deadline:
+            try:
+                endpoint = json.loads((tmp_path / "progress").read_text()).get("endpoint")
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        assert endpoint, (tmp_path / "log").read_text()
+        yield str(endpoint), tmp_path / "data" / "disk.img"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_data_extents_skip_holes_and_start_at_zero(tmp_path: Path) -> None:
+    f = tmp_path / "s.raw"
+    write_pattern(f, 64 * MIB, [(8 * MIB, MIB), (9 * MIB + MERGE_GAP // 2, MIB), (40 * MIB, 2 * MIB)])
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        ext = data_extents(fd, 64 * MIB)
+    finally:
+        os.close(fd)
+    assert ext[0] == (0, 64 * 1024)  # the head, for format sniffing, though it is a hole
+    assert ext[1][0] == 8 * MIB and ext[1][1] >= 2 * MIB  # two extents a small gap apart: merged
+    assert ext[-1] == (40 * MIB, 2 * MIB)
+
+
+def test_ranges_in_any_order_with_gaps_then_finish(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, disk = server
+    src = tmp_path / "img.raw"
+    write_pattern(src, 8 * MIB, [(0, MIB), (4 * MIB, 2 * MIB)])
+    data = src.read_bytes()
+    h = {"X-Vdisk-Upload-Key": "k3y"}
+    with httpx.Client(base_url=url, timeout=30) as c:
+        assert c.put("/v1beta1/upload", content=b"x", headers={"Content-Range": "bytes 0-0/1"}).status_code == 403
+        r = c.put("/v1beta1/upload", content=data[:MIB], headers={**h, "Content-Range": f"bytes 0-{MIB - 1}/{len(data)}"})
+        assert r.status_code == 200 and r.json()["offset"] == MIB and r.json()["kind"] == "raw"
+        r = c.put("/v1beta1/upload", content=data[4 * MIB:6 * MIB],
+                  headers={**h, "Content-Range": f"bytes {4 * MIB}-{6 * MIB - 1}/{len(data)}"})
+        assert r.json()["offset"] == 6 * MIB
+        r = c.patch("/v1beta1/upload", json={"op": "finish", "size": len(data)}, headers=h)
+        assert r.status_code == 200 and r.json()["done"]
+    assert disk.read_bytes()[:len(data)] == data
+
+
+def test_a_stream_must_continue_at_its_offset(server: tuple[str, Path], images: Images) -> None:
+    url, disk = server
+    gz = (images.dir / "disk.raw.gz").read_bytes()
+    h = {"X-Vdisk-Upload-Key": "k3y"}
+    half = len(gz) // 2
+    with httpx.Client(base_url=url, timeout=30) as c:
+        r = c.put("/v1beta1/upload", content=gz[:half], headers={**h, "Content-Range": f"bytes 0-{half - 1}/{len(gz)}"})
+        assert r.json()["kind"] == "raw.gz" and r.json()["offset"] == half
+        r = c.put("/v1beta1/upload", content=gz[half + 10:],
+                  headers={**h, "Content-Range": f"bytes {half + 10}-{len(gz) - 1}/{len(gz)}"})
+        assert r.status_code == 416 and r.json()["offset"] == half
+    with httpx.Client(base_url=url, timeout=30) as c:
+        r = c.put("/v1beta1/upload", content=gz[half:], headers={**h, "Content-Range": f"bytes {half}-{len(gz) - 1}/{len(gz)}"})
+        assert r.status_code == 200
+        assert c.patch("/v1beta1/upload", json={"op": "finish", "size": len(gz)}, headers=h).status_code == 200
+    assert qemu_img.compare(str(disk), str(images.raw), "raw", "raw")
+
+
+def test_uploader_sends_only_data(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, disk = server
+    src = tmp_path / "sparse.raw"
+    write_pattern(src, 256 * MIB, [(i * 32 * MIB, MIB) for i in range(8)])
+
+    up = Uploader(url, lambda refresh: "unused", headers={"X-Vdisk-Upload-Key": "k3y"})
+    stats = up.upload(src)
+    assert stats.sparse and stats.sent < 9 * MIB + 64 * 1024
+    assert disk.read_bytes()[:256 * MIB] == src.read_bytes()
