@@ -101,3 +101,54 @@ def test_uploader_sends_only_data(server: tuple[str, Path], tmp_path: Path) -> N
     stats = up.upload(src)
     assert stats.sparse and stats.sent < 9 * MIB + 64 * 1024
     assert disk.read_bytes()[:256 * MIB] == src.read_bytes()
+
+
+def test_gaps_read_as_zeros_on_a_device_holding_old_data(loop_device: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sparse client never sends its holes: on a device that cannot be zeroed cheaply (simulated:
+    loop devices here all offload write-zeroes), the gaps must still be zeroed before Succeeded."""
+    from vdisk.dataplane import importer
+    from vdisk.dataplane.upload import DirectSession
+
+    with loop_device.open("r+b") as dev:  # old data everywhere
+        dev.write(b"\xab" * (96 * MIB))
+    monkeypatch.setattr(importer, "_zero_device", lambda dev: False)
+    src = tmp_path / "sparse.raw"
+    write_pattern(src, 64 * MIB, [(0, MIB), (20 * MIB + 512, 3 * MIB), (60 * MIB, 4 * MIB - 4096)])
+    session = DirectSession(importer.Volume(path=loop_device, request=96 * MIB), 64 * MIB,
+                            importer.ProgressFile(None))
+    assert not session.target.fresh
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        from io import BytesIO
+        for off, n in reversed(data_extents(fd, 64 * MIB)):  # out of order, as a resumed upload may be
+            session.write(off, BytesIO(os.pread(fd, n, off)), n)
+    finally:
+        os.close(fd)
+    session.finish(64 * MIB)
+    with loop_device.open("rb") as dev, src.open("rb") as f:
+        assert dev.read(64 * MIB) == f.read()
+
+
+def test_an_aborted_stream_is_not_processed(tmp_path: Path) -> None:
+    """An aborted in-order session (CDI's POST starts over) must end its worker with an error, not hand it
+    a truncated image as if it were whole: the next session reuses the same scratch and disk paths."""
+    from vdisk.dataplane import importer
+    from vdisk.dataplane.upload import PipeSession, SessionFailed
+
+    seen: list[int] = []
+
+    def consume(reader: object) -> importer.ImportResult:
+        buf = memoryview(bytearray(MIB))
+        total = 0
+        while n := reader.readinto(buf):  # type: ignore[attr-defined]
+            total += n
+        seen.append(total)  # reached only if the end looked like the end of the image
+        return importer.ImportResult("upload", total, total, "", "raw")
+
+    from io import BytesIO
+    session = PipeSession(importer.Volume(path=tmp_path, request=64 * MIB), 8 * MIB, importer.ProgressFile(None),
+                          "raw.gz", consume)
+    session.write(0, BytesIO(b"x" * (3 * MIB)), 3 * MIB)
+    session.abort()
+    assert seen == [] and isinstance(session._error, SessionFailed)

@@ -122,7 +122,16 @@ class Target:
         if self.fresh:
             return
         if self.block:
-            fcntl.ioctl(self.fd, BLKZEROOUT, struct.pack("QQ", offset, length))
+            # BLKZEROOUT takes 512-byte sectors (the kernel writes zeros itself when the device cannot
+            # offload it); unaligned edges are written
+            first = -(-offset // 512) * 512
+            last = (offset + length) // 512 * 512
+            if last > first:
+                fcntl.ioctl(self.fd, BLKZEROOUT, struct.pack("QQ", first, last - first))
+                self._write_zeros(offset, first - offset)
+                self._write_zeros(last, offset + length - last)
+            else:
+                self._write_zeros(offset, length)
             return
         if self._punch_ok:
             try:
@@ -132,6 +141,9 @@ class Target:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
                     raise
                 self._punch_ok = False
+        self._write_zeros(offset, length)
+
+    def _write_zeros(self, offset: int, length: int) -> None:
         zeros = bytes(min(length, 1 << 20))
         done = 0
         while done < length:

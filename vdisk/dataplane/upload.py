@@ -148,6 +148,7 @@ class DirectSession(Session):
         if total is not None and total > vol.usable():
             raise TooSmall(total, vol.usable())
         self.target = importer._fresh_target(vol)
+        self.written = Extents()  # what requests wrote: the gaps must read as zeros at the end
         report.update(0.0, phase="TransferDataFile", total=total, force=True)
 
     def write(self, start: int, reader: Reader, length: int | None) -> int:
@@ -163,6 +164,7 @@ class DirectSession(Session):
             # the offset is what this server holds; it is made durable at finish (a server that dies
             # loses its session anyway, and the client then starts over)
             end = self.target.size
+            self.written.add(start, end)
             self.target.size = max(before, end)
             self.offset = max(self.offset, end)
             self._progress()
@@ -174,6 +176,11 @@ class DirectSession(Session):
             raise FormatError(f"upload declared {size} bytes but {self.offset} were written")
         if size > self.vol.usable():
             raise TooSmall(size, self.vol.usable())
+        if not self.target.fresh:
+            # a device that may hold old data (no cheap zero-out): what no request wrote (the holes a
+            # sparse client never sends) must still read as zeros
+            for gap_start, gap_end in self.written.gaps(size):
+                self.target.zero(gap_start, gap_end - gap_start)
         self.target.size = size
         prealloc = importer._finish_disk(self.vol, self.target, size)
         self.done = ImportResult("upload", size, size, prealloc, "raw")
@@ -184,12 +191,52 @@ class DirectSession(Session):
         self.target.close()
 
 
+class Extents:
+    """Disjoint, sorted [start, end) ranges: what a session wrote."""
+
+    def __init__(self) -> None:
+        self.ranges: list[tuple[int, int]] = []
+
+    def add(self, start: int, end: int) -> None:
+        if end <= start:
+            return
+        merged: list[tuple[int, int]] = []
+        for a, b in self.ranges:
+            if b < start or a > end:
+                merged.append((a, b))
+            else:
+                start, end = min(a, start), max(b, end)
+        merged.append((start, end))
+        merged.sort()
+        self.ranges = merged
+
+    def gaps(self, size: int) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        pos = 0
+        for a, b in self.ranges:
+            if a >= size:
+                break
+            if a > pos:
+                out.append((pos, a))
+            pos = max(pos, b)
+        if pos < size:
+            out.append((pos, size))
+        return out
+
+
 class _PipeReader:
-    def __init__(self, fd: int):
+    """The reading end of a session's pipe. After an abort, its end is an error, not the end of the image:
+    the worker thread must not go on to convert a truncated upload."""
+
+    def __init__(self, fd: int, aborted: threading.Event):
         self.fd = fd
+        self.aborted = aborted
 
     def readinto(self, buf: memoryview) -> int:
-        return os.readv(self.fd, [buf])
+        n = os.readv(self.fd, [buf])
+        if n == 0 and self.aborted.is_set():
+            raise SessionFailed("the upload was aborted")
+        return n
 
 
 class PipeSession(Session):
@@ -207,6 +254,7 @@ class PipeSession(Session):
         except OSError:
             pass
         self._rfd, self._wfd = rfd, wfd
+        self._aborted = threading.Event()
         self._error: BaseException | None = None
         self._result: ImportResult | None = None
         self._thread = threading.Thread(target=self._run, args=(run,), name="vdisk-upload-pipe", daemon=True)
@@ -214,7 +262,7 @@ class PipeSession(Session):
 
     def _run(self, run: Callable[[Reader], ImportResult]) -> None:
         try:
-            self._result = run(_PipeReader(self._rfd))
+            self._result = run(_PipeReader(self._rfd, self._aborted))
         except BaseException as exc:  # reported to the next request
             self._error = exc
         finally:
@@ -261,10 +309,13 @@ class PipeSession(Session):
         return self.done
 
     def abort(self) -> None:
+        self._aborted.set()
         if self._wfd >= 0:
             os.close(self._wfd)
             self._wfd = -1
-        self._thread.join(timeout=30)
+        # wait for the thread to clean up (scratch file, partial disk.img) before a new session reuses
+        # the same paths; it stops at its next read of the pipe
+        self._thread.join()
 
 
 def open_session(vol: Volume, head: bytes, total: int | None, content_type: str,
@@ -299,5 +350,5 @@ def upload_prefix(reader: Reader) -> tuple[bytes, Reader]:
     return head, _Prefixed(head, reader)
 
 
-__all__ = ["DirectSession", "PipeSession", "RangeError", "Session", "SessionFailed", "open_session",
+__all__ = ["DirectSession", "Extents", "PipeSession", "RangeError", "Session", "SessionFailed", "open_session",
            "qcow2_virtual_size", "upload_prefix"]
