@@ -152,3 +152,31 @@ def test_an_aborted_stream_is_not_processed(tmp_path: Path) -> None:
     session.write(0, BytesIO(b"x" * (3 * MIB)), 3 * MIB)
     session.abort()
     assert seen == [] and isinstance(session._error, SessionFailed)
+
+
+def test_a_lost_finish_answer_is_recovered(server: tuple[str, Path], images: Images,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The finish of a qcow2 converts before it answers; when that answer is lost (connection dropped),
+    the client asks the server instead of failing the upload or finishing twice."""
+    import threading
+
+    url, disk = server
+    real_finish = Uploader._finish
+    calls: list[int] = []
+
+    def lossy_finish(self: Uploader, size: int) -> None:
+        calls.append(size)
+        if len(calls) == 1:
+            threading.Thread(target=real_finish, args=(self, size), daemon=True).start()
+            time.sleep(0.02)
+            raise ConnectionResetError("the answer to finish was lost")
+        real_finish(self, size)
+
+    monkeypatch.setattr(Uploader, "_finish", lossy_finish)
+    up = Uploader(url, lambda refresh: "t", headers={"X-Vdisk-Upload-Key": "k3y"})
+    up.upload(images.dir / "disk.qcow2", retries=3)
+    assert calls == [calls[0]]  # finished once: the second attempt found it finishing or done
+    deadline = time.monotonic() + 30
+    while not disk.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert qemu_img.compare(str(disk), str(images.raw), "raw", "raw")

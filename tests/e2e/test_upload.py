@@ -8,6 +8,7 @@ the network and resumed, --insecure, WaitForFirstConsumer, and the refusals (tok
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -303,3 +304,74 @@ def test_archive_upload_and_cdi_form_upload(cluster: Cluster, k: Kubectl, images
     assert curl.returncode == 0 and '"done": true' in curl.stdout, curl.stdout + curl.stderr
     wait_for(lambda: succeeded(k, "form"), timeout=30, what="form upload Succeeded")
     assert qemu_img.compare(str(disk_of(cluster, k, "form")), str(images.raw), "raw", None)
+
+
+def test_virtctl_as_upstream_scripts_call_it(cluster: Cluster, k: Kubectl, images: Images) -> None:
+    """Global flags before the command, --datasource and the default-instancetype labels, an existing
+    upload PVC reused without --no-create, a PVC rendered from the StorageProfile, HEAD on upload-async."""
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "KUBECONFIG": str(cluster.server.kubeconfig)}
+
+    def sh(cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, env=env, timeout=180)
+
+    res = sh(f"virtctl -n {k.namespace} image-upload dv labelled --size=128Mi --image-path={images.dir / 'disk.raw'}"
+             " --datasource --default-instancetype=u1.small --default-preference=fedora")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"DataSource {k.namespace}/labelled created" in res.stdout
+    want = {"instancetype.kubevirt.io/default-instancetype": "u1.small",
+            "instancetype.kubevirt.io/default-preference": "fedora"}
+    for kind in ("dv", "pvc", "datasource"):
+        labels = k.json("get", kind, "labelled")["metadata"]["labels"]
+        assert want.items() <= labels.items(), (kind, labels)
+    assert k.json("get", "datasource", "labelled")["spec"]["source"] == {
+        "pvc": {"name": "labelled", "namespace": k.namespace}}
+    res = sh(f"virtctl image-upload dv x -n {k.namespace} --size=1Gi --image-path={images.dir / 'disk.raw'} "
+             "--default-instancetype-kind=VirtualMachineClusterInstancetype")
+    assert res.returncode == 1 and "--default-instancetype must be provided" in res.stderr
+
+    # a claim for the Block class, no --volume-mode: the StorageProfile says Block
+    res = virtctl(cluster, k, f"pvc blockish --size=128Mi --storage-class=local-block "
+                              f"--image-path={images.dir / 'disk.qcow2'}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    spec = k.json("get", "pvc", "blockish")["spec"]
+    assert spec["volumeMode"] == "Block" and spec["accessModes"] == ["ReadWriteOnce"]
+    # a Filesystem claim gets the 5.5% overhead, as a DataVolume's would
+    k.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+              "metadata": {"name": "waiting", "labels": {"cdi.kubevirt.io/applyStorageProfile": "true"},
+                           "annotations": {"cdi.kubevirt.io/storage.upload.target": ""}},
+              "spec": {"volumeMode": "FromStorageProfile", "resources": {"requests": {"storage": "1Gi"}}}})
+    spec = k.json("get", "pvc", "waiting")["spec"]
+    assert spec["volumeMode"] == "Filesystem" and spec["resources"]["requests"]["storage"] == str(math.ceil(GIB * 1.055))
+    wait_for(lambda: k("get", "pvc", "waiting", "-o",
+                       "jsonpath={.metadata.annotations.cdi\\.kubevirt\\.io/storage\\.pod\\.ready}") == "true",
+             timeout=30, what="upload pod ready")
+    token = k.json("create", "-f", "-", input=json.dumps({
+        "apiVersion": "upload.cdi.kubevirt.io/v1beta1", "kind": "UploadTokenRequest",
+        "metadata": {"name": "h"}, "spec": {"pvcName": "waiting"}}))["status"]["token"]
+    head = subprocess.run(["curl", "-sS", "-k", "-I", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                           f"Authorization: Bearer {token}", f"{cluster.server.url}/v1beta1/upload-async"],
+                          capture_output=True, text=True, timeout=30)
+    assert head.stdout == "200", head.stderr  # upstream virtctl's test for the async API
+    res = virtctl(cluster, k, f"pvc waiting --size=1Gi --image-path={images.dir / 'disk.raw.xz'}")
+    assert res.returncode == 0 and f"Using existing PVC {k.namespace}/waiting" in res.stdout, res.stdout + res.stderr
+    assert qemu_img.compare(str(disk_of(cluster, k, "waiting")), str(images.raw), "raw", None)
+
+
+def test_an_unreachable_api_server_is_one_line(tmp_path: Path, images: Images) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                               "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                                      "insecure-skip-tls-verify": True}}],
+                               "users": [{"name": "u", "user": {"token": "t"}}],
+                               "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    bindir = Path(sys.executable).parent
+    res = subprocess.run(f"virtctl image-upload dv x --size=1Gi --image-path={images.dir / 'disk.raw'}",
+                         shell=True, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "KUBECONFIG": str(cfg)})
+    assert res.returncode == 1 and "cannot reach the API server" in res.stderr and "Traceback" not in res.stderr

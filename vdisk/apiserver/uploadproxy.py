@@ -12,6 +12,7 @@ resumable protocol (GET status, ranged PUT, PATCH finish) works through the prox
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import re
@@ -50,8 +51,11 @@ def is_upload_path(path: str) -> bool:
     return bool(PATHS.match(path))
 
 
-def _text(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=message + "\n", content_type="text/plain")
+def _text(status: int, message: str, retry_after: bool = False) -> web.Response:
+    # Retry-After on a 503 tells a client this is a moment's wait (the upload server is starting),
+    # not a refusal
+    return web.Response(status=status, text=message + "\n", content_type="text/plain",
+                        headers={"Retry-After": "2"} if retry_after else None)
 
 
 def _upstream(server: APIServer, ns: str, pvc: dict[str, Any]) -> tuple[str, str] | None:
@@ -78,21 +82,22 @@ async def handle(server: APIServer, request: web.Request) -> web.StreamResponse:
     except TokenError as exc:
         return _text(400 if exc.bad_request else 401, exc.message)
     ns, name = str(claims.get("namespace")), str(claims.get("name"))
+    shown = html.escape(name)  # the name comes from a token request: never echo it raw
     deadline = asyncio.get_running_loop().time() + READY_WAIT
     while True:
         pvc = server.store.get(("", "persistentvolumeclaims"), ns, name)
         if pvc is None:
-            return _text(503, f"rejecting Upload Request for PVC {name} that doesn't exist")
+            return _text(503, f"rejecting Upload Request for PVC {shown} that doesn't exist")
         ann = pvc["metadata"].get("annotations") or {}
         if ANN_UPLOAD_TARGET not in ann:
-            return _text(503, f"rejecting Upload Request for PVC {name} that is not an upload target")
+            return _text(503, f"PVC {shown} is not an upload target")
         if ann.get(ANN_POD_PHASE) == "Succeeded":
-            return _text(503, f"rejecting Upload Request for PVC {name} that already finished uploading")
+            return _text(503, f"rejecting Upload Request for PVC {shown} that already finished uploading")
         upstream = _upstream(server, ns, pvc) if ann.get(ANN_POD_READY) == "true" else None
         if upstream is not None:
             break
         if asyncio.get_running_loop().time() > deadline:
-            return _text(503, f"upload server for PVC {ns}/{name} is not ready")
+            return _text(503, f"upload server for PVC {html.escape(ns)}/{shown} is not ready", retry_after=True)
         await asyncio.sleep(0.5)
     endpoint, key = upstream
     try:
@@ -102,10 +107,10 @@ async def handle(server: APIServer, request: web.Request) -> web.StreamResponse:
         return _text(400, f"the upload stopped early: {exc}")
     except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
         log.warning("upload relay failed pvc=%s/%s error=%s", ns, name, exc)
-        return _text(502, f"upload to PVC {ns}/{name} failed: {exc or type(exc).__name__}")
+        return _text(502, f"upload to PVC {html.escape(ns)}/{shown} failed: {exc or type(exc).__name__}")
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[int, dict[str, str], bytes]:
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionResetError("the upload server closed the connection without an answer")
@@ -117,6 +122,8 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, s
             break
         k, _, v = line.decode("latin-1").partition(":")
         headers[k.strip().lower()] = v.strip()
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return status, headers, b""  # no body, whatever Content-Length says
     n = int(headers.get("content-length", "0"))
     body = await reader.readexactly(n) if n else b""
     return status, headers, body
@@ -137,7 +144,7 @@ async def _relay(request: web.Request, endpoint: str, key: str) -> web.StreamRes
     answer may come before the body is sent (an early refusal): then sending stops."""
     parts = urlsplit(endpoint)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port, limit=CHUNK)
-    answer = asyncio.create_task(_read_response(reader))
+    answer = asyncio.create_task(_read_response(reader, request.method))
     try:
         length = request.headers.get("Content-Length")
         chunked = length is None and request.method in ("POST", "PUT", "PATCH") and request.body_exists

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from ..dataplane.uploadclient import Uploader, UploadError
 from ..quantity import Quantity, QuantityError
@@ -26,6 +29,8 @@ ANN_CONTENT_TYPE = "cdi.kubevirt.io/storage.contentType"
 ANN_POD_READY = "cdi.kubevirt.io/storage.pod.ready"
 ANN_POD_PHASE = "cdi.kubevirt.io/storage.pod.phase"
 ANN_FORCE_BIND = "cdi.kubevirt.io/storage.bind.immediate.requested"
+ANN_POD_RESTARTS = "cdi.kubevirt.io/storage.pod.restarts"
+ANN_RUNNING_MESSAGE = "cdi.kubevirt.io/storage.condition.running.message"
 LABEL_APPLY_PROFILE = "cdi.kubevirt.io/applyStorageProfile"
 PROCESSING_TIMEOUT = 24 * 3600
 
@@ -52,9 +57,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uploadproxy-url", default="", help="upload proxy URL (default: from CDIConfig)")
     p.add_argument("--wait-secs", type=int, default=300, help="seconds to wait for the upload server")
     p.add_argument("--retry", type=int, default=5, help="retries after a failed transfer")
-    p.add_argument("-n", "--namespace", default="")
-    p.add_argument("--kubeconfig", default=None)
-    p.add_argument("--context", default=None)
+    p.add_argument("--datasource", action="store_true",
+                   help="create or update a DataSource of the same name pointing at the uploaded volume")
+    for flag in ("--default-instancetype", "--default-instancetype-kind", "--default-preference",
+                 "--default-preference-kind"):
+        p.add_argument(flag, default="", help=f"the {flag[2:]} label on the created DataVolume/PVC (and DataSource)")
+    add_global_arguments(p, argparse.SUPPRESS)
+
+
+def add_global_arguments(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """kubectl's connection flags: before the command (virtctl -n ns image-upload ...) or after it."""
+    p.add_argument("-n", "--namespace", default="" if default is None else default)
+    p.add_argument("--kubeconfig", default=default)
+    p.add_argument("--context", default=default)
+
+
+LABEL_PREFIX = "instancetype.kubevirt.io/"
+
+
+def instancetype_labels(args: argparse.Namespace) -> dict[str, str]:
+    return {LABEL_PREFIX + key: value for key, value in (
+        ("default-instancetype", args.default_instancetype),
+        ("default-instancetype-kind", args.default_instancetype_kind),
+        ("default-preference", args.default_preference),
+        ("default-preference-kind", args.default_preference_kind)) if value}
 
 
 def validate(args: argparse.Namespace) -> tuple[str, str, str, Path, str | None]:
@@ -74,6 +100,12 @@ def validate(args: argparse.Namespace) -> tuple[str, str, str, Path, str | None]
     if not args.image_path and not args.archive_path:
         raise UsageError("either image-path or archive-path must be provided")
     content = "archive" if args.archive_path else "kubevirt"
+    if args.default_instancetype_kind and not args.default_instancetype:
+        raise UsageError("--default-instancetype must be provided with --default-instancetype-kind")
+    if args.default_preference_kind and not args.default_preference:
+        raise UsageError("--default-preference must be provided with --default-preference-kind")
+    if args.no_create and (args.default_instancetype or args.default_preference):
+        raise UsageError("--default-instancetype and --default-preference cannot be used with --no-create")
     if args.pvc_size and args.size and args.pvc_size != args.size:
         raise UsageError("--pvc-size and --size can not be specified at the same time")
     size = args.size or args.pvc_size or None
@@ -100,6 +132,10 @@ def validate(args: argparse.Namespace) -> tuple[str, str, str, Path, str | None]
     path = Path(args.archive_path or args.image_path).expanduser()
     if not path.is_file():
         raise UsageError(f"cannot open {path}: no such file")
+    try:  # fail before anything is created, as virtctl opens the file first
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError as exc:
+        raise UsageError(f"cannot open {path}: {exc.strerror.lower() if exc.strerror else exc}") from None
     return kind, name, content, path, size
 
 
@@ -151,6 +187,7 @@ class ImageUpload:
         self.conn = conn
         self.api = api
         self.ns = namespace
+        self.kind = "dv"
 
     def _dv_path(self, name: str = "") -> str:
         return f"/apis/cdi.kubevirt.io/v1beta1/namespaces/{self.ns}/datavolumes" + (f"/{name}" if name else "")
@@ -184,8 +221,8 @@ class ImageUpload:
                                                                                ANN_CONTENT_TYPE: content}}})
         elif content == "archive" and ann.get(ANN_CONTENT_TYPE) != "archive":
             raise UsageError(f"PVC {name} doesn't have archive contentType annotation")
-        if kind == "pvc" and not self.args.no_create:
-            raise UsageError(f"PVC {self.ns}/{name} already exists: use --no-create to upload to it")
+        if not self.args.no_create:
+            print(f"Using existing PVC {self.ns}/{name}")
         return True
 
     def create(self, kind: str, name: str, content: str, size: str) -> None:
@@ -206,19 +243,21 @@ class ImageUpload:
             if content == "archive":
                 spec["contentType"] = "archive"
             self.api.create(self._dv_path(), {"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
-                                              "metadata": {"name": name, "namespace": self.ns, "annotations": ann},
+                                              "metadata": {"name": name, "namespace": self.ns, "annotations": ann,
+                                                           "labels": instancetype_labels(a)},
                                               "spec": spec})
             print(f"DataVolume {self.ns}/{name} created")
             return
-        pvc_spec: Obj = {"accessModes": [a.access_mode or "ReadWriteOnce"],
-                         "resources": {"requests": {"storage": size}}}
+        # modes left to the StorageProfile: the server renders claims labelled applyStorageProfile
+        pvc_spec: Obj = {"resources": {"requests": {"storage": size}}, "volumeMode": mode or "FromStorageProfile"}
+        if a.access_mode:
+            pvc_spec["accessModes"] = [a.access_mode]
         if a.storage_class:
             pvc_spec["storageClassName"] = a.storage_class
-        if mode:
-            pvc_spec["volumeMode"] = mode
         self.api.create(self._pvc_path(), {
             "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": name, "namespace": self.ns, "labels": {LABEL_APPLY_PROFILE: "true"},
+            "metadata": {"name": name, "namespace": self.ns,
+                         "labels": {LABEL_APPLY_PROFILE: "true", **instancetype_labels(a)},
                          "annotations": {**ann, ANN_UPLOAD_TARGET: "", ANN_CONTENT_TYPE: content}},
             "spec": pvc_spec})
         print(f"PVC {self.ns}/{name} created")
@@ -274,20 +313,45 @@ class ImageUpload:
                 raise UsageError("uploadproxy URL not found")
         return url if "://" in url else f"https://{url}"
 
+    def datasource(self, name: str) -> None:
+        """--datasource: the DataSource NAME points at the uploaded volume (created, or its source replaced)."""
+        path = f"/apis/cdi.kubevirt.io/v1beta1/namespaces/{self.ns}/datasources"
+        source = {"pvc": {"name": name, "namespace": self.ns}}
+        labels = instancetype_labels(self.args)
+        if self.api.get(f"{path}/{name}") is None:
+            self.api.create(path, {"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataSource",
+                                   "metadata": {"name": name, "namespace": self.ns, "labels": labels},
+                                   "spec": {"source": source}})
+            print(f"DataSource {self.ns}/{name} created")
+        else:
+            self.api.patch(f"{path}/{name}", {"metadata": {"labels": labels}, "spec": {"source": source}})
+            print(f"DataSource {self.ns}/{name} updated")
+
     def wait_processed(self, name: str) -> None:
         print("Uploading data completed successfully, waiting for processing to complete, you can hit ctrl-c "
               "without interrupting the progress")
         deadline = time.monotonic() + PROCESSING_TIMEOUT
+        restarts: str | None = None
         while time.monotonic() < deadline:
             pvc = self.api.get(self._pvc_path(name)) or {}
-            if (pvc.get("metadata", {}).get("annotations") or {}).get(ANN_POD_PHASE) == "Succeeded":
+            ann = pvc.get("metadata", {}).get("annotations") or {}
+            if ann.get(ANN_POD_PHASE) == "Succeeded":
                 print("Processing completed successfully")
                 return
+            # processing failed when the upload pod restarted (it waits for a new upload) or the DV failed
+            restarts = ann.get(ANN_POD_RESTARTS, "0") if restarts is None else restarts
+            dv = self.api.get(self._dv_path(name)) if self.kind == "dv" else None
+            if ann.get(ANN_POD_RESTARTS, "0") != restarts or ((dv or {}).get("status") or {}).get("phase") == "Failed":
+                why = ann.get(ANN_RUNNING_MESSAGE) or "the upload server restarted"
+                raise UsageError(f"processing of the upload failed: {why}")
             time.sleep(0.5)
         raise UsageError("Timed out waiting for post upload processing to complete")
 
 
 def run(args: argparse.Namespace) -> int:
+    for name, default in (("namespace", ""), ("kubeconfig", None), ("context", None)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
     try:
         kind, name, content, path, size = validate(args)
         conn = load_connection(args.kubeconfig, args.context)
@@ -297,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
     api = API(conn)
     ns = args.namespace or _context_namespace(args) or "default"
     up = ImageUpload(args, conn, api, ns)
+    up.kind = kind
     created = started = False
     try:
         exists = up.check_existing(kind, name, content)
@@ -313,10 +378,12 @@ def run(args: argparse.Namespace) -> int:
         if stats.resumed_from:
             print(f"Resumed an interrupted upload at byte {stats.resumed_from} ({_human(stats.resumed_from)})")
         print(f"Sent {stats.sent} bytes of {path.stat().st_size}" + (" (holes skipped)" if stats.sparse else ""))
+        if args.datasource:
+            up.datasource(name)
         up.wait_processed(name)
         return 0
-    except (UsageError, APIError, UploadError) as exc:
-        message = getattr(exc, "message", str(exc))
+    except (UsageError, APIError, UploadError, httpx.HTTPError, OSError) as exc:
+        message = getattr(exc, "message", None) or _describe(exc)
         print(f"error: {message}", file=sys.stderr)
         if created and not started:  # nothing was sent: leave nothing behind
             with contextlib.suppress(APIError):
@@ -328,6 +395,16 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         api.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot reach the API server: {exc}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"the API server did not answer: {exc or type(exc).__name__}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    return str(exc) or type(exc).__name__
 
 
 def _context_namespace(args: argparse.Namespace) -> str:

@@ -11,6 +11,7 @@ from . import imageupload
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="virtctl", description="virtctl controls virtual machine related operations "
                                 "on vdisk (a KubeVirt-compatible stack).")
+    imageupload.add_global_arguments(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     up = sub.add_parser("image-upload", help="Upload a VM image to a DataVolume/PersistentVolumeClaim.",
                         description="Upload a VM image to a DataVolume/PersistentVolumeClaim.")

@@ -43,6 +43,13 @@ class Unauthorized(UploadError):
     pass
 
 
+class Retryable(UploadError):
+    """The server is not there for a moment (502/504, or 503 with Retry-After): try again."""
+
+
+TOKEN_MAX_AGE = 240.0  # upload tokens live 5 minutes: a request never starts with an older one
+
+
 @dataclass
 class Stats:
     sent: int = 0  # bytes put on the wire (all attempts)
@@ -109,34 +116,47 @@ class Uploader:
                 self.ctx.check_hostname = False
                 self.ctx.verify_mode = ssl.CERT_NONE
         self._token = token(False)
+        self._token_at = time.monotonic()
         self.stats = Stats()
         self._keep: http.client.HTTPConnection | None = None
 
     # --- HTTP --------------------------------------------------------------------------------------------
 
-    def _conn(self) -> http.client.HTTPConnection:
+    def _conn(self, timeout: float | None = -1.0) -> http.client.HTTPConnection:
+        t = self.timeout if timeout == -1.0 else timeout
         if self.ctx is not None:
-            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.ctx)
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            return http.client.HTTPSConnection(self.host, self.port, timeout=t, context=self.ctx)
+        return http.client.HTTPConnection(self.host, self.port, timeout=t)
 
-    def _request(self, method: str, path: str, body: bytes | None = None,
-                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        conn = self._conn()
+    def _bearer(self) -> str:
+        if time.monotonic() - self._token_at > TOKEN_MAX_AGE:
+            self._refresh()
+        return f"Bearer {self._token}"
+
+    def _refresh(self) -> None:
+        self._token = self.token(True)
+        self._token_at = time.monotonic()
+
+    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+                 timeout: float | None = -1.0) -> tuple[int, bytes]:
+        conn = self._conn(timeout)
         try:
-            conn.request(method, path, body=body, headers={"Authorization": f"Bearer {self._token}",
+            conn.request(method, path, body=body, headers={"Authorization": self._bearer(),
                                                             **self.headers, **(headers or {})})
             resp = conn.getresponse()
-            return resp.status, resp.read()
+            body = resp.read()
+            if resp.status in (502, 504) or (resp.status == 503 and resp.getheader("Retry-After")):
+                raise Retryable(body.decode(errors="replace").strip(), resp.status)
+            return resp.status, body
         finally:
             conn.close()
 
     def _status(self) -> dict[str, object] | None:
-        """The session the server holds, or None when it has no resumable API."""
+        """The session the server holds, or None when it has no resumable API (CDI's server)."""
         code, body = self._request("GET", self.path)
-        if code == 401:
-            raise Unauthorized(body.decode(errors="replace").strip(), 401)
-        if code != 200:
+        if code in (404, 405):
             return None
+        self._raise_for(code, body)
         try:
             data = json.loads(body)
         except ValueError:
@@ -161,7 +181,7 @@ class Uploader:
         ok = False
         try:
             conn.putrequest("PUT", self.path, skip_accept_encoding=True)
-            conn.putheader("Authorization", f"Bearer {self._token}")
+            conn.putheader("Authorization", self._bearer())
             for name, value in self.headers.items():
                 conn.putheader(name, value)
             conn.putheader("Content-Type", "application/octet-stream")
@@ -180,7 +200,7 @@ class Uploader:
             resp = conn.getresponse()
             body = resp.read()
             ok = not resp.will_close
-            self._raise_for(resp.status, body)
+            self._raise_for(resp.status, body, resp.getheader("Retry-After"))
         finally:
             if not ok:
                 conn.close()
@@ -194,7 +214,7 @@ class Uploader:
         ok = False
         try:
             conn.putrequest("PUT", self.path, skip_accept_encoding=True)
-            conn.putheader("Authorization", f"Bearer {self._token}")
+            conn.putheader("Authorization", self._bearer())
             for name, value in self.headers.items():
                 conn.putheader(name, value)
             conn.putheader("Content-Type", "application/x-vdisk-extents")
@@ -215,16 +235,18 @@ class Uploader:
             resp = conn.getresponse()
             body = resp.read()
             ok = not resp.will_close
-            self._raise_for(resp.status, body)
+            self._raise_for(resp.status, body, resp.getheader("Retry-After"))
         finally:
             if not ok:
                 conn.close()
                 self._keep = None
 
     @staticmethod
-    def _raise_for(code: int, body: bytes) -> None:
+    def _raise_for(code: int, body: bytes, retry_after: str | None = None) -> None:
         if code == 401:
             raise Unauthorized(body.decode(errors="replace").strip(), 401)
+        if code in (502, 504) or (code == 503 and retry_after):
+            raise Retryable(body.decode(errors="replace").strip(), code)
         if code >= 400 and code != 416:  # 416: the server is elsewhere; the caller asks it where
             raise UploadError(body.decode(errors="replace").strip(), code)
 
@@ -265,12 +287,26 @@ class Uploader:
             attempt = 0
             refreshes = 0
             first = True
+            finishing = False  # a finish was sent: its answer may be lost while the server converts
             while True:
                 self.stats.attempts += 1
                 try:
-                    status = self._status()
+                    try:
+                        status = self._status()
+                    except UploadError as exc:
+                        if finishing and _finished(exc):
+                            return self.stats
+                        raise
+                    except (OSError, http.client.HTTPException):
+                        if finishing:  # the upload server ended after our finish: the volume tells how
+                            return self.stats
+                        raise
+                    refreshes = 0  # the token works
                     if status is None:
                         self._post(fd, size)
+                        return self.stats
+                    if finishing and (status.get("done") or status.get("finishing")):
+                        self._await_finish()
                         return self.stats
                     offset = 0
                     if status.get("session") and status.get("clientId") == uid and not status.get("done"):
@@ -289,14 +325,15 @@ class Uploader:
                         for begin, length in todo:
                             self._send_range(fd, begin, length, size, uid)
                     self._drop()
+                    finishing = True
                     self._finish(size)
                     return self.stats
                 except Unauthorized:
                     if refreshes >= 3:
                         raise UploadError("authentication failed: the upload token was refused", 401) from None
                     refreshes += 1
-                    self._token = self.token(True)
-                except (OSError, http.client.HTTPException) as exc:
+                    self._refresh()
+                except (OSError, http.client.HTTPException, Retryable) as exc:
                     self._drop()
                     attempt += 1
                     if attempt > retries:
@@ -311,12 +348,29 @@ class Uploader:
             self._keep = None
 
     def _finish(self, size: int) -> None:
+        """Ask the server to finish: it converts/flushes before answering, which takes as long as it takes
+        (no read timeout); a lost answer is recovered by asking the status."""
         code, body = self._request("PATCH", self.path, json.dumps({"op": "finish", "size": size}).encode(),
-                                   {"Content-Type": "application/json"})
-        if code == 401:
-            raise Unauthorized(body.decode(errors="replace").strip(), 401)
-        if code >= 400:
-            raise UploadError(body.decode(errors="replace").strip(), code)
+                                   {"Content-Type": "application/json"}, timeout=None)
+        self._raise_for(code, body)
+
+    def _await_finish(self) -> None:
+        """A finish is under way on the server (its answer was lost): wait for it to end. An upload server
+        that is gone has ended its work: the caller reads the outcome from the volume (the DV's phase)."""
+        while True:
+            try:
+                status = self._status()
+            except UploadError as exc:
+                if _finished(exc):
+                    return
+                raise
+            except (OSError, http.client.HTTPException):
+                return
+            if status is None or status.get("done"):
+                return
+            if not status.get("finishing"):
+                raise UploadError("the upload server dropped the upload while finishing it: run the upload again")
+            time.sleep(1.0)
 
     def _post(self, fd: int, size: int) -> None:
         """CDI's API: the whole file in one POST (async when the server offers it)."""
@@ -325,7 +379,7 @@ class Uploader:
         conn = self._conn()
         try:
             conn.putrequest("POST", path, skip_accept_encoding=True)
-            conn.putheader("Authorization", f"Bearer {self._token}")
+            conn.putheader("Authorization", self._bearer())
             for name, value in self.headers.items():
                 conn.putheader(name, value)
             conn.putheader("Content-Type", "application/octet-stream")
@@ -338,6 +392,8 @@ class Uploader:
             try:
                 while sent < size:
                     n = os.preadv(fd, [view[:min(CHUNK, size - sent)]], sent)
+                    if n == 0:
+                        raise UploadError("the file got shorter while it was being uploaded")
                     conn.sock.sendall(view[:n])
                     sent += n
                     self.stats.sent += n
@@ -350,6 +406,8 @@ class Uploader:
             body = resp.read()
             if resp.status == 401:
                 raise Unauthorized(body.decode(errors="replace").strip(), 401)
+            if resp.status in (502, 504) or (resp.status == 503 and resp.getheader("Retry-After")):
+                raise Retryable(body.decode(errors="replace").strip(), resp.status)
             if resp.status != 200:
                 raise UploadError(f"unexpected return value {resp.status}, {body.decode(errors='replace').strip()}",
                                   resp.status)
@@ -357,4 +415,10 @@ class Uploader:
             conn.close()
 
 
-__all__ = ["Stats", "UploadError", "Uploader", "data_extents", "upload_id"]
+def _finished(exc: UploadError) -> bool:
+    """The server's way of saying a finish already completed: the upload server answers 409, the proxy 503
+    once the upload pod has ended."""
+    return exc.status == 409 or (exc.status == 503 and "already finished" in str(exc))
+
+
+__all__ = ["Retryable", "Stats", "UploadError", "Uploader", "data_extents", "upload_id"]

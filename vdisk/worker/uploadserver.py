@@ -203,10 +203,11 @@ class UploadServer:
         self.busy = threading.Lock()
         self.finished = threading.Event()
         self.result: dict[str, Any] | None = None
+        self.finishing = False  # a finish is converting/flushing: a client that lost its answer waits
         self.endpoint = ""
 
     def status(self) -> dict[str, Any]:
-        base = {"features": ["ranges", "extents"]}
+        base = {"features": ["ranges", "extents"], "finishing": self.finishing}
         if self.session is None:
             return {**base, "session": None, "kind": None, "offset": 0, "total": None, "done": False, "clientId": ""}
         return {**base, **self.session.status()}
@@ -247,7 +248,11 @@ class UploadServer:
     def finish(self, total: int | None) -> dict[str, Any]:
         if self.session is None:
             raise FormatError("nothing was uploaded")
-        result = self.session.finish(total)
+        self.finishing = True
+        try:
+            result = self.session.finish(total)
+        finally:
+            self.finishing = False
         self.result = {"message": "Upload Complete", "preallocationApplied": result.preallocation_applied,
                        "vdisk": {"route": result.route, "format": result.format, "virtualSize": result.virtual_size,
                                  "preallocation": result.preallocation}}
@@ -262,7 +267,10 @@ class UploadServer:
 def _error_status(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, RangeError):
         return 416, exc.message
-    if isinstance(exc, (TooSmall, FormatError, UnsafeImage)):
+    if isinstance(exc, TooSmall):  # CDI's IsNoCapacityError answer
+        return 400, f"Saving stream failed: effective image size is larger than the reported available storage: " \
+                    f"{exc.message}"
+    if isinstance(exc, (FormatError, UnsafeImage)):
         return 400, f"Saving stream failed: {exc.message}"
     if isinstance(exc, DataplaneError):
         return 500, f"Saving stream failed: {exc.message}"

@@ -29,6 +29,39 @@ def default_storage_class(req: Request) -> str | None:
     return str(defaults[0]["metadata"]["name"])
 
 
+LABEL_APPLY_PROFILE = "cdi.kubevirt.io/applyStorageProfile"
+
+
+@mutator("", "persistentvolumeclaims")
+def render_from_storage_profile(req: Request) -> None:
+    """CDI's PVC mutating webhook (WebhookPvcRendering, on by default): a claim labelled
+    cdi.kubevirt.io/applyStorageProfile=true gets what the DataVolume storage API would give it: the
+    class's access and volume modes (volumeMode FromStorageProfile or none) and the filesystem overhead."""
+    obj = req.obj
+    if req.operation != CREATE or obj is None or \
+            (obj["metadata"].get("labels") or {}).get(LABEL_APPLY_PROFILE) != "true":
+        return
+    from ...controllers.dvrender import (  # pure: shared with the DV controller
+        Cluster,
+        RenderError,
+        render_pvc_spec,
+    )
+
+    classes = {sc["metadata"]["name"]: sc for sc in req.lookup.list("storage.k8s.io", "storageclasses")}
+    profiles = {p["metadata"]["name"]: p for p in req.lookup.list("cdi.kubevirt.io", "storageprofiles")}
+    config = req.lookup.get("cdi.kubevirt.io", "cdiconfigs", "", "config") or {}
+    content = (obj["metadata"].get("annotations") or {}).get("cdi.kubevirt.io/storage.contentType") or "kubevirt"
+    spec = obj.setdefault("spec", {})
+    try:
+        rendered = render_pvc_spec({"spec": {"storage": spec, "contentType": content, "source": {"upload": {}}}},
+                                   Cluster(classes, profiles, config))
+    except RenderError as exc:
+        raise errors.invalid("PersistentVolumeClaim", "", req.name,
+                             [invalid_value("spec", "", f"{exc.message} (rendering from the StorageProfile)")]
+                             ) from None
+    obj["spec"] = rendered
+
+
 @mutator("", "persistentvolumeclaims")
 def default_pvc(req: Request) -> None:
     obj = req.obj
