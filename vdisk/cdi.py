@@ -6,6 +6,7 @@ Sizes follow pkg/util/util.go after PR #3779: GetRequiredSpace and GetUsableSpac
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 MIB = 1024 * 1024
@@ -75,18 +76,31 @@ def usable_space(overhead: float, available: int) -> int:
     return (math.ceil(available / (1 + overhead)) // MIB) * MIB
 
 
+LABEL_MAX = 63
+
+
 def simplify_message(message: str) -> str:
     """CDI simplifyKnownMessage: capacity failures read the same whatever layer noticed them."""
     low = message.lower()
     return TOO_SMALL if any(h in low for h in _TOO_SMALL_HINTS) else message
 
 
+def resource_name(base: str, suffix: str) -> str:
+    """CDI naming.GetResourceName: `base-suffix`, cut to a 63-character label with a hash of the whole
+    name kept at the end, so long claim names still give valid, distinct pod and label values."""
+    full = f"{base}-{suffix}"
+    if len(full) <= LABEL_MAX:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{full[:LABEL_MAX - len(digest) - 1].rstrip('-.')}-{digest}"
+
+
 def importer_pod_name(pvc_name: str) -> str:
-    return f"importer-{pvc_name}"[:253]
+    return resource_name("importer", pvc_name)
 
 
 def scratch_name(pvc_name: str) -> str:
-    return f"{pvc_name}-scratch"[:253]
+    return resource_name(pvc_name, "scratch")
 
 # upload
 ANN_UPLOAD_TARGET = PREFIX + "storage.upload.target"
@@ -95,4 +109,4 @@ UPLOAD_LABEL = "cdi-upload-server"
 
 
 def upload_pod_name(pvc_name: str) -> str:
-    return f"cdi-upload-{pvc_name}"[:253]
+    return resource_name("cdi-upload", pvc_name)

@@ -375,3 +375,24 @@ def test_an_unreachable_api_server_is_one_line(tmp_path: Path, images: Images) -
                          shell=True, capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "KUBECONFIG": str(cfg)})
     assert res.returncode == 1 and "cannot reach the API server" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_long_names_and_a_scratch_claim_refused_then_allowed(cluster: Cluster, k: Kubectl, images: Images) -> None:
+    """A 60-character DV name still gets its upload pod (names cut to 63 with a hash, as CDI's); a scratch
+    claim refused by a quota is retried until the quota allows it, and the upload then goes through."""
+    long_name = "a-rather-long-datavolume-name-for-a-disk-" + "x" * 19
+    k.create({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "claims"},
+              "spec": {"hard": {"persistentvolumeclaims": "1"}}})
+    k.create({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {"name": long_name},
+              "spec": {"source": {"upload": {}}, "storage": {"resources": {"requests": {"storage": "128Mi"}}}}})
+    wait_for(lambda: "exceeded quota" in k("get", "pvc", long_name, "-o", "jsonpath={.metadata.annotations}"),
+             timeout=30, what="the scratch claim refused by the quota")
+    assert k("get", "dv", long_name, "-o", "jsonpath={.status.phase}") != "UploadReady"
+    k("patch", "resourcequota", "claims", "--type=merge", "-p", '{"spec":{"hard":{"persistentvolumeclaims":"2"}}}')
+    wait_for(lambda: k("get", "dv", long_name, "-o", "jsonpath={.status.phase}") == "UploadReady",
+             timeout=30, what="UploadReady once the quota allows scratch")
+    pods = k("get", "pods", "-o", "name").split()
+    assert all(len(p.split("/", 1)[1]) <= 63 for p in pods) and pods, pods
+    res = virtctl(cluster, k, f"dv {long_name} --no-create --image-path={images.dir / 'disk.qcow2'}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert qemu_img.compare(str(disk_of(cluster, k, long_name)), str(images.raw), "raw", None)

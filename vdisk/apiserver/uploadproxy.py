@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from ..cdi import upload_pod_name
 from .uploadtoken import TokenError
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def _text(status: int, message: str, retry_after: bool = False) -> web.Response:
 
 def _upstream(server: APIServer, ns: str, pvc: dict[str, Any]) -> tuple[str, str] | None:
     ann = pvc["metadata"].get("annotations") or {}
-    pod_name = ann.get(ANN_UPLOAD_POD) or f"cdi-upload-{pvc['metadata']['name']}"
+    pod_name = ann.get(ANN_UPLOAD_POD) or upload_pod_name(pvc["metadata"]["name"])
     pod = server.store.get(("", "pods"), ns, pod_name)
     if pod is None:
         return None

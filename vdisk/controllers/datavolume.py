@@ -72,7 +72,7 @@ def import_phase(pvc: Obj | None, classes: dict[str, Obj], rendered: bool, uploa
     if phase == "Lost":
         return "Failed"
     if phase == "Pending":
-        if _is_wffc(pvc, classes) and ann.get(cdi.ANN_IMMEDIATE_BINDING) != "true":
+        if _is_wffc(pvc, classes) and cdi.ANN_IMMEDIATE_BINDING not in ann:  # CDI: presence counts
             return "WaitForFirstConsumer"
         if pod_phase == "Pending":
             return "UploadScheduled" if upload else "ImportScheduled"
@@ -302,7 +302,9 @@ class DataVolumeController:
         if phase != old.get("phase") and phase in table:
             typ, reason, msg = table[phase]
             await self.events.event(dv, typ, reason, msg.format(claim))
-        if phase == "Failed" and old.get("phase") != "Failed":
+        if phase == "Failed" and old.get("phase") != "Failed" and nb.get("reason") == "ClaimLost":
+            await self.events.event(dv, "Warning", "ErrClaimLost", f"PVC {claim} lost")
+        elif phase == "Failed" and old.get("phase") != "Failed":
             running = cond(new, "Running")
             await self.events.event(dv, "Warning", running.get("reason") or "ImportFailed",
                                     running.get("message") or f"Failed to import into PVC {claim}")

@@ -219,7 +219,7 @@ class ImportPodController:
             return True
         sc = self.classes.get("", (pvc.get("spec") or {}).get("storageClassName") or "")
         return (phase == "Pending" and (sc or {}).get("volumeBindingMode") == "WaitForFirstConsumer"
-                and _ann(pvc).get(cdi.ANN_IMMEDIATE_BINDING) == "true")
+                and cdi.ANN_IMMEDIATE_BINDING in _ann(pvc))  # CDI: present, whatever its value
 
     async def _start(self, pvc: Obj, pod_name: str) -> Result | None:
         if not self._ready_for_pod(pvc):
@@ -380,6 +380,13 @@ class ImportPodController:
         }
         wants_scratch = _ann(pvc).get(cdi.ANN_REQUIRES_SCRATCH) == "true" or self.always_scratch(pvc)
         scratch_pvc = self.pvcs.get(ns, cdi.scratch_name(name)) if wants_scratch else None
+        if wants_scratch and scratch_pvc is None and _final_state(pod) is None:
+            # the scratch claim was never made (refused by a quota, or a restart between pod and claim):
+            # try again on every pass; ErrScratchSpace stays on the claim until it works
+            try:
+                await self._create_scratch(pvc, pod)
+            except ApiError:
+                return Result(requeue_after=5.0)
         if wants_scratch and (scratch_pvc is None or (scratch_pvc.get("status") or {}).get("phase") != "Bound"):
             changes.update({cdi.ANN_BOUND: "false", cdi.ANN_BOUND_REASON: "CreatingScratchSpace",
                             cdi.ANN_BOUND_MESSAGE: "Creating scratch space"})

@@ -133,3 +133,16 @@ def test_worker_resources_and_running_condition() -> None:
     assert running_from_pod(done) == ("false", "Completed", "Import Complete")
     assert cdi.simplify_message("virtual image size 5 is larger than the reported available storage 1. "
                                 "A larger PVC is required") == cdi.TOO_SMALL
+
+
+def test_worker_names_fit_a_label_and_stay_distinct() -> None:
+    """CDI naming.GetResourceName: short names unchanged, long ones cut to 63 with a hash of the whole."""
+    from vdisk import cdi
+
+    assert cdi.upload_pod_name("disk") == "cdi-upload-disk"
+    assert cdi.importer_pod_name("disk") == "importer-disk"
+    assert cdi.scratch_name("disk") == "disk-scratch"
+    a, b = "v" * 60 + "-one", "v" * 60 + "-two"
+    for fn in (cdi.upload_pod_name, cdi.importer_pod_name, cdi.scratch_name):
+        assert len(fn(a)) <= 63 and fn(a) != fn(b) and fn(a) == fn(a)
+        assert fn(a)[-9] == "-" and fn(a)[0].isalnum() and fn(a)[-1].isalnum()
