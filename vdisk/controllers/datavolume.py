@@ -129,7 +129,8 @@ PHASE_EVENTS = {
 
 class DataVolumeController:
     def __init__(self, client: Client, dvs: Informer, pvcs: Informer, pods: Informer, classes: Informer,
-                 profiles: Informer, configs: Informer, events: EventRecorder):
+                 profiles: Informer, configs: Informer, events: EventRecorder,
+                 upload_events: EventRecorder | None = None):
         self.client = client
         self.dvs = dvs
         self.pvcs = pvcs
@@ -137,7 +138,9 @@ class DataVolumeController:
         self.classes = classes
         self.profiles = profiles
         self.configs = configs
-        self.events = events
+        self._events = events
+        # CDI runs one DataVolume controller per source: events name the one that speaks
+        self._upload_events = upload_events or events
         self.controller = Controller("datavolume", self.reconcile, workers=4)
         self.controller.watch(dvs)
         self.controller.watch(pvcs, self._dv_of_pvc)
@@ -170,6 +173,9 @@ class DataVolumeController:
                        profiles={meta(p)["name"]: p for p in self.profiles.list()},
                        config=self.configs.get("", CONFIG_NAME) or {})
 
+    def _recorder(self, dv: Obj) -> EventRecorder:
+        return self._upload_events if source_kind(dv) == "upload" else self._events
+
     async def reconcile(self, key: Key) -> Result | None:
         dv = self.dvs.get(*key)
         if dv is None or meta(dv).get("deletionTimestamp"):
@@ -183,7 +189,7 @@ class DataVolumeController:
         if pvc is None and kind not in HANDLED_SOURCES:
             await self._write_status(dv, {**(dv.get("status") or {}), "phase": "Pending", "progress": "N/A"},
                                      None, None, None)
-            await self.events.event(dv, "Warning", "UnsupportedSource",
+            await self._recorder(dv).event(dv, "Warning", "UnsupportedSource",
                                     f"source {kind or '(none)'} is not supported by this vdisk version")
             return None
         if pvc is None:
@@ -192,13 +198,13 @@ class DataVolumeController:
                 pvc = await self.client.create(PVC, new_pvc(dv, spec, cluster), namespace=ns)
             except RenderError as exc:
                 render_error = exc
-                await self.events.event(dv, "Warning", exc.reason, exc.event)
+                await self._recorder(dv).event(dv, "Warning", exc.reason, exc.event)
                 if exc.retry:
                     result = Result(requeue_after=5.0)
             except ApiError as exc:
                 if exc.status.code == 403 and "exceeded quota" in (exc.status.message or ""):
                     render_error = RenderError("ErrExceededQuota", exc.status.message or "")
-                    await self.events.event(dv, "Warning", "ErrExceededQuota", exc.status.message or "")
+                    await self._recorder(dv).event(dv, "Warning", "ErrExceededQuota", exc.status.message or "")
                     result = Result(requeue_after=10.0)
                 elif exc.status.code == 409:
                     return Result(requeue_after=0.2)
@@ -209,7 +215,7 @@ class DataVolumeController:
                 pvc = await self._adopt(dv, pvc)  # a pre-populated claim: it is this DataVolume's disk
             else:
                 msg = f'Resource "{name}" already exists and is not managed by DataVolume'
-                await self.events.event(dv, "Warning", "ErrResourceExists", msg)
+                await self._recorder(dv).event(dv, "Warning", "ErrResourceExists", msg)
                 render_error = RenderError("ErrResourceExists", msg)
                 pvc = None
         pod = None
@@ -296,17 +302,17 @@ class DataVolumeController:
         if (ob.get("status"), ob.get("reason"), ob.get("message")) != (nb.get("status"), nb.get("reason"),
                                                                        nb.get("message")) and nb.get("reason"):
             if not nb.get("reason", "").startswith("Err"):  # render errors already had their Warning
-                await self.events.event(dv, "Normal", nb["reason"], nb.get("message", ""))
+                await self._recorder(dv).event(dv, "Normal", nb["reason"], nb.get("message", ""))
         phase = new.get("phase")
         table = UPLOAD_EVENTS if source_kind(dv) == "upload" else PHASE_EVENTS
         if phase != old.get("phase") and phase in table:
             typ, reason, msg = table[phase]
-            await self.events.event(dv, typ, reason, msg.format(claim))
+            await self._recorder(dv).event(dv, typ, reason, msg.format(claim))
         if phase == "Failed" and old.get("phase") != "Failed" and nb.get("reason") == "ClaimLost":
-            await self.events.event(dv, "Warning", "ErrClaimLost", f"PVC {claim} lost")
+            await self._recorder(dv).event(dv, "Warning", "ErrClaimLost", f"PVC {claim} lost")
         elif phase == "Failed" and old.get("phase") != "Failed":
             running = cond(new, "Running")
-            await self.events.event(dv, "Warning", running.get("reason") or "ImportFailed",
+            await self._recorder(dv).event(dv, "Warning", running.get("reason") or "ImportFailed",
                                     running.get("message") or f"Failed to import into PVC {claim}")
         orun, nrun = cond(old, "Running"), cond(new, "Running")
         if nb.get("reason") == "CreatingScratchSpace":
@@ -315,4 +321,4 @@ class DataVolumeController:
                 and phase in ("PVCBound", "ImportScheduled", "ImportInProgress", "Pending", "UploadScheduled")
                 and (orun.get("reason"), orun.get("message")) != (nrun.get("reason"), nrun.get("message"))
                 and "scratch space required" not in (nrun.get("message") or "").lower()):
-            await self.events.event(dv, "Warning", nrun["reason"], nrun.get("message") or "")
+            await self._recorder(dv).event(dv, "Warning", nrun["reason"], nrun.get("message") or "")

@@ -62,6 +62,7 @@ class Informers:
 def build_controllers(client: Client, informers: Informers, upload_proxy_url: str = "") -> list[Controller]:
     events = EventRecorder(client, "vdisk-controllers")
     cdi = EventRecorder(client, "datavolume-import-controller")
+    cdi_upload = EventRecorder(client, "datavolume-upload-controller")
     i = informers.get
     pv = PersistentVolumeController(client, i(PVC), i(PV), i(STORAGECLASS), i(NODE),
                                     EventRecorder(client, "persistentvolume-controller"))
@@ -79,10 +80,9 @@ def build_controllers(client: Client, informers: Informers, upload_proxy_url: st
                                       EventRecorder(client, "hostpath-provisioner-operator")).controller,
         StorageProfileController(client, i(STORAGEPROFILE), i(STORAGECLASS), i(VOLUMESNAPSHOTCLASS), cdi).controller,
         DataVolumeController(client, i(DATAVOLUME), i(PVC), i(POD), i(STORAGECLASS), i(STORAGEPROFILE),
-                             i(CDICONFIG), cdi).controller,
+                             i(CDICONFIG), cdi, cdi_upload).controller,
         ImportPodController(client, i(PVC), i(POD), i(STORAGECLASS), i(CDICONFIG), cdi).controller,
-        UploadPodController(client, i(PVC), i(POD), i(STORAGECLASS), i(CDICONFIG),
-                            EventRecorder(client, "datavolume-upload-controller")).controller,
+        UploadPodController(client, i(PVC), i(POD), i(STORAGECLASS), i(CDICONFIG), cdi_upload).controller,
     ]
 
 
