@@ -137,6 +137,19 @@ def test_not_found(tmp_path: Path, web: Nginx) -> None:
         import_http(HttpSpec(web.url("missing.img")), volume(tmp_path))
 
 
+def test_unreachable_sources_in_cdis_words(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    url = f"http://127.0.0.1:{port}/disk.img"
+    with pytest.raises(SourceError, match=f'Get "{url}": dial tcp 127.0.0.1:{port}: connect: connection refused'):
+        import_http(HttpSpec(url), volume(tmp_path))
+    with pytest.raises(SourceError, match="dial tcp: lookup no-such-host.invalid: no such host"):
+        import_http(HttpSpec("http://no-such-host.invalid/disk.img"), volume(tmp_path))
+
+
 def test_checksum_verified_while_streaming(tmp_path: Path, web: Nginx, images: Images) -> None:
     good = "sha256:" + hashlib.sha256((images.dir / "disk.raw.gz").read_bytes()).hexdigest()
     vol = volume(tmp_path)

@@ -111,7 +111,8 @@ class HttpStream:
                                   f"certificate signed by unknown authority") from exc
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                raise SourceError(f"Unable to connect to http data source: {exc}") from exc
+                raise SourceError(f"Unable to connect to http data source: {method.title()} \"{url}\": "
+                                  f"{_net_error(exc, parts.hostname or '', port)}") from exc
             if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
                 url = urljoin(url, resp.getheader("Location") or "")
                 resp.read()
@@ -210,6 +211,23 @@ def fetch_small(spec: HttpSpec, limit: int = 64 * 1024 * 1024) -> bytes:
         return data
     finally:
         s.close()
+
+
+
+
+def _net_error(exc: BaseException, host: str, port: int) -> str:
+    """A network failure in the words Go's net package uses (what CDI's messages show), not errno numbers."""
+    if isinstance(exc, ssl.SSLError):
+        return str(exc)  # the TLS library's own words (an insecure registry's fallback to HTTP reads them)
+    if isinstance(exc, socket.gaierror):
+        return f"dial tcp: lookup {host}: no such host"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"dial tcp {host}:{port}: connect: connection refused"
+    if isinstance(exc, TimeoutError):
+        return f"dial tcp {host}:{port}: i/o timeout"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"dial tcp {host}:{port}: {exc.strerror.lower()}"
+    return str(exc) or type(exc).__name__
 
 
 __all__ = ["HttpSpec", "HttpStream", "fetch_small", "parse_header_lines", "socket"]

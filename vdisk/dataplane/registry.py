@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import re
+import ssl
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,8 +119,8 @@ class RegistryClient:
                 challenge = self._challenge(path)
                 self._authenticate(challenge)
             except SourceError as exc:
-                if self.insecure and self.scheme == "https" and ("SSL" in str(exc) or "WRONG_VERSION" in str(exc)
-                                                                 or "record layer" in str(exc)):
+                tls_failed = isinstance(exc.__cause__, ssl.SSLError) or "SSL" in str(exc)
+                if self.insecure and self.scheme == "https" and tls_failed:
                     self.scheme = "http"  # an insecure registry may speak plain HTTP
                     continue
                 raise
