@@ -18,6 +18,7 @@ The format is sniffed from the first bytes, which must arrive first.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import struct
@@ -200,15 +201,21 @@ class Extents:
     def add(self, start: int, end: int) -> None:
         if end <= start:
             return
-        merged: list[tuple[int, int]] = []
-        for a, b in self.ranges:
-            if b < start or a > end:
-                merged.append((a, b))
-            else:
-                start, end = min(a, start), max(b, end)
-        merged.append((start, end))
-        merged.sort()
-        self.ranges = merged
+        r = self.ranges
+        if not r or start > r[-1][1]:  # the usual case: ranges arrive in order
+            r.append((start, end))
+            return
+        if start >= r[-1][0]:
+            r[-1] = (r[-1][0], max(r[-1][1], end))
+            return
+        i = bisect.bisect_left(r, (start, start))
+        if i and r[i - 1][1] >= start:
+            i -= 1
+        j = i
+        while j < len(r) and r[j][0] <= end:
+            start, end = min(start, r[j][0]), max(end, r[j][1])
+            j += 1
+        r[i:j] = [(start, end)]
 
     def gaps(self, size: int) -> list[tuple[int, int]]:
         out: list[tuple[int, int]] = []
