@@ -396,3 +396,23 @@ def test_long_names_and_a_scratch_claim_refused_then_allowed(cluster: Cluster, k
     res = virtctl(cluster, k, f"dv {long_name} --no-create --image-path={images.dir / 'disk.qcow2'}")
     assert res.returncode == 0, res.stdout + res.stderr
     assert qemu_img.compare(str(disk_of(cluster, k, long_name)), str(images.raw), "raw", None)
+
+
+def test_preallocated_block_upload(cluster: Cluster, k: Kubectl, images: Images) -> None:
+    """R17 + R22: an upload into a preallocated Block DV: the sparse upload's holes read as zeros, the device's
+    backing file is fully allocated and the claim says preallocation was applied."""
+    k.create({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {"name": "pre"},
+              "spec": {"source": {"upload": {}}, "preallocation": True,
+                       "storage": {"storageClassName": "local-block", "volumeMode": "Block",
+                                   "resources": {"requests": {"storage": "128Mi"}}}}})
+    wait_for(lambda: k("get", "dv", "pre", "-o", "jsonpath={.status.phase}") == "UploadReady", timeout=60,
+             what="UploadReady after preallocation")
+    res = virtctl(cluster, k, f"dv pre --no-create --image-path={images.raw}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    dev = disk_of(cluster, k, "pre")
+    with dev.open("rb") as d, images.raw.open("rb") as f:
+        assert d.read(images.size) == f.read()
+        assert d.read() == bytes(128 * MIB - images.size)
+    backing = Path(f"/sys/block/{dev.name}/loop/backing_file").read_text().strip()
+    assert os.stat(backing).st_blocks * 512 >= 128 * MIB
+    assert k.json("get", "pvc", "pre")["metadata"]["annotations"]["cdi.kubevirt.io/storage.preallocation"] == "true"

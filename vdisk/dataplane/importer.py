@@ -53,6 +53,7 @@ class Volume:
     overhead: float = 0.0  # filesystem overhead reserved (Filesystem volumes only)
     preallocation: bool = False
     scratch: Path | None = None  # a scratch directory, if the pod has one
+    zeroed: bool = False  # a Block volume already written with zeros (preallocation done ahead, once)
 
     @property
     def block(self) -> bool:
@@ -112,7 +113,9 @@ def _fresh_target(vol: Volume) -> Target:
     """A target that reads as zeros: a new sparse disk.img, or a device zeroed by the kernel if cheap."""
     if vol.block:
         if vol.preallocation:
-            _write_zeros(vol.path)  # every block written once, as CDI's dd: then zeros can be skipped
+            if not vol.zeroed:
+                _write_zeros(vol.path)  # every block written once, as CDI's dd: then zeros can be skipped
+            vol.zeroed = False  # the next attempt finds this one's data on the device
             return Target(vol.path, fresh=True)
         fresh = _zero_device(vol.path)
         return Target(vol.path, fresh=fresh)

@@ -35,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..dataplane import importer
 from ..dataplane.errors import DataplaneError, FormatError, TooSmall, UnsafeImage
 from ..dataplane.importer import Volume
 from ..dataplane.progress import ProgressFile
@@ -462,7 +463,14 @@ def main() -> int:
     progress_path = Path(os.environ["VDISK_PROGRESS_FILE"]) if os.environ.get("VDISK_PROGRESS_FILE") else \
         (DEFAULT_PROGRESS if DEFAULT_PROGRESS.exists() else None)
     report = ProgressFile(progress_path)
-    up = UploadServer(_volume(), os.environ.get("UPLOAD_CONTENT_TYPE", "kubevirt") or "kubevirt",
+    vol = _volume()
+    if vol.block and vol.preallocation:
+        # preallocating a device takes as long as writing it: do it before the pod is ready (virtctl
+        # waits for readiness) rather than inside the first request, where the client would time out
+        report.update(phase="Preallocating", force=True)
+        importer._write_zeros(vol.path)
+        vol.zeroed = True
+    up = UploadServer(vol, os.environ.get("UPLOAD_CONTENT_TYPE", "kubevirt") or "kubevirt",
                       os.environ.get("UPLOAD_KEY", ""), report)
     host = os.environ.get("POD_IP") or "127.0.0.1"
     httpd = ThreadingHTTPServer((host, int(os.environ.get("UPLOAD_PORT", "0") or 0)), make_handler(up))
