@@ -158,6 +158,10 @@ def test_checksum_verified_while_streaming(tmp_path: Path, web: Nginx, images: I
     with pytest.raises(ChecksumMismatch, match="checksum mismatch") as exc:
         import_http(HttpSpec(web.url("disk.raw.gz")), volume(tmp_path), checksum="sha256:" + "0" * 64)
     assert exc.value.fatal
+    assert not (vol.path / "disk.img").exists()  # no unverified data left on the claim
+    with pytest.raises(ChecksumMismatch):
+        import_http(HttpSpec(web.url("archive.tar")), vol, content_type="archive", checksum="md5:" + "0" * 32)
+    assert list(vol.path.iterdir()) == []
     # a qcow2 with a checksum is verified on the whole download: through scratch
     vol = volume(tmp_path, scratch=True)
     md5 = "md5:" + hashlib.md5((images.dir / "disk.qcow2").read_bytes()).hexdigest()
@@ -301,3 +305,19 @@ def test_insecure_registry_over_plain_http(tmp_path: Path, insecure_registry: Re
     vol = volume(tmp_path)
     import_registry(RegistrySpec(url, insecure_registries=[insecure_registry.host]), vol)
     assert same_content(vol.path / "disk.img", images.raw)
+
+
+def test_usable_space_does_not_shrink_as_the_image_is_written(tmp_path: Path) -> None:
+    """CDI computes the available space once: on a volume filesystem no larger than the claim, the image
+    written so far (or a failed attempt's) must not count against the image itself."""
+    mnt = tmp_path / "vol"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mnt)], check=True)
+    try:
+        vol = Volume(path=mnt, request=0, overhead=0.055)
+        before = vol.usable()
+        with (mnt / "disk.img").open("wb") as f:
+            f.write(os.urandom(40 * MIB))
+        assert vol.usable() == before and before >= 80 * MIB
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

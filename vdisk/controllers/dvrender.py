@@ -23,6 +23,10 @@ ANN_DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 ANN_DEFAULT_CLASS_BETA = "storageclass.beta.kubernetes.io/is-default-class"
 # what is not copied from the DataVolume to its PVC (kubectl's bookkeeping)
 SKIP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+# what the controllers write on a claim: copied from a DV they would fake a finished import
+CONTROLLER_OWNED = (cdi.ANN_POPULATED_FOR, cdi.ANN_POD_PHASE, cdi.ANN_POD_READY, cdi.ANN_POD_RESTARTS,
+                    cdi.ANN_POD_SCHEDULABLE, cdi.PREFIX + "storage.condition.",
+                    cdi.ANN_FATAL_ERROR, cdi.ANN_REQUIRES_SCRATCH, cdi.ANN_IMPORT_POD, cdi.ANN_UPLOAD_POD)
 
 
 class RenderError(Exception):
@@ -216,7 +220,8 @@ def new_pvc(dv: Obj, spec: Obj, cluster: Cluster) -> Obj:
     """The PVC object: the DV's labels and annotations, CDI's hand-over annotations, owned by the DV."""
     m = meta(dv)
     dv_spec = dv.get("spec") or {}
-    ann = {k: v for k, v in (m.get("annotations") or {}).items() if k not in SKIP_ANNOTATIONS}
+    ann = {k: v for k, v in (m.get("annotations") or {}).items()
+           if k not in SKIP_ANNOTATIONS and not k.startswith(CONTROLLER_OWNED)}
     insecure = list(((cluster.config.get("spec") or {}).get("insecureRegistries")) or [])
     ann.update(source_annotations(dv, insecure))
     ann[cdi.ANN_CONTENT_TYPE] = dv_spec.get("contentType") or cdi.CONTENT_KUBEVIRT

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,7 +73,14 @@ class Volume:
             finally:
                 os.close(fd)
         st = os.statvfs(self.path)
-        available = min(st.f_bavail * st.f_frsize, self.request) if self.request else st.f_bavail * st.f_frsize
+        # the space for the image counts what disk.img already holds (this attempt's data, or a failed
+        # attempt's about to be replaced): the answer must not shrink as the image is written
+        try:
+            held = os.stat(self.path / DISK_IMAGE).st_blocks * 512
+        except OSError:
+            held = 0
+        free = st.f_bavail * st.f_frsize + held
+        available = min(free, self.request) if self.request else free
         return (math.ceil(available / (1 + self.overhead)) // MIB) * MIB
 
 
@@ -285,6 +293,10 @@ def _stream_raw(reader: Reader, vol: Volume, compression: str | None, checksum: 
     try:
         result = stream_to_target(reader, target, compression=compression,
                                   checksum=Checksum(checksum) if checksum else None, progress=on_source)
+    except ChecksumMismatch:
+        target.close()
+        _discard(vol)  # fatal, no next attempt to replace it: no unverified data stays on the claim
+        raise
     except BaseException:
         target.close()
         raise
@@ -325,12 +337,13 @@ def _check_image(source: str, fmt: str, vol: Volume) -> qemu_img.ImageInfo:
 def _convert_into_volume(source: str, fmt: str, vol: Volume, report: Reporter, start: float) -> qemu_img.ImageInfo:
     info = _check_image(source, fmt, vol)
     target = _fresh_target(vol)
+    direct = target.direct_fd is not None  # qemu-img's -t none only where O_DIRECT opened
     target.close()
     if not vol.block:
         os.truncate(vol.disk, info.virtual_size)
     report.update(start, phase="Convert", force=True)
     span = 100.0 - start
-    qemu_img.convert(source, fmt, str(vol.disk), target_is_zero=target.fresh,
+    qemu_img.convert(source, fmt, str(vol.disk), target_is_zero=target.fresh, direct_target=direct,
                      progress=lambda p: report.update(start + span * p / 100.0))
     return info
 
@@ -384,9 +397,35 @@ def _import_archive(reader: Reader, vol: Volume, compression: str | None, checks
     finally:
         close_reader(data)
     if ck is not None:
-        ck.verify()
-    total = sum(f.stat().st_size for f in vol.path.rglob("*") if f.is_file())
+        try:
+            ck.verify()
+        except ChecksumMismatch:
+            _discard(vol)
+            raise
+    files = [f for f in vol.path.rglob("*") if f.is_file() and not f.is_symlink()]
+    for f in files:  # durable before the claim is reported Succeeded
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    total = sum(f.stat().st_size for f in files)
     return ImportResult("archive", total, total, "", "tar")
+
+
+def _discard(vol: Volume) -> None:
+    """Remove what a failed import wrote: the volume's files, or the device's contents."""
+    if vol.block:
+        if not _zero_device(vol.path):
+            _write_zeros(vol.path)
+        return
+    for child in vol.path.iterdir():
+        if child.name == "lost+found":
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def create_blank(vol: Volume) -> ImportResult:

@@ -146,3 +146,17 @@ def test_worker_names_fit_a_label_and_stay_distinct() -> None:
     for fn in (cdi.upload_pod_name, cdi.importer_pod_name, cdi.scratch_name):
         assert len(fn(a)) <= 63 and fn(a) != fn(b) and fn(a) == fn(a)
         assert fn(a)[-9] == "-" and fn(a)[0].isalnum() and fn(a)[-1].isalnum()
+
+
+def test_controller_annotations_on_a_dv_are_not_copied_to_its_claim() -> None:
+    """A DV carrying storage.pod.phase=Succeeded or populatedFor must not fake a finished import."""
+    dv = {"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
+          "metadata": {"name": "d", "namespace": "n", "uid": "u", "annotations": {
+              "cdi.kubevirt.io/storage.pod.phase": "Succeeded", "cdi.kubevirt.io/storage.populatedFor": "d",
+              "cdi.kubevirt.io/storage.import.fatalError": "true",
+              "cdi.kubevirt.io/storage.pod.retainAfterCompletion": "true", "user.example/keep": "yes"}},
+          "spec": {"source": {"blank": {}}}}
+    ann = new_pvc(dv, {}, Cluster({}, {}, {}))["metadata"]["annotations"]
+    assert "cdi.kubevirt.io/storage.pod.phase" not in ann and "cdi.kubevirt.io/storage.populatedFor" not in ann
+    assert "cdi.kubevirt.io/storage.import.fatalError" not in ann
+    assert ann["cdi.kubevirt.io/storage.pod.retainAfterCompletion"] == "true" and ann["user.example/keep"] == "yes"
