@@ -78,6 +78,21 @@ def usable_space(overhead: float, available: int) -> int:
 
 LABEL_MAX = 63
 
+CHECKSUM_HEX_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+
+
+def parse_checksum(value: str) -> tuple[str, str]:
+    """CDI's http source checksum `<algorithm>:<hex digest>` -> (algorithm, digest), both lower case;
+    ValueError "Invalid checksum format: ..." as CDI's webhook says it."""
+    algo, sep, digest = value.strip().lower().partition(":")
+    want = CHECKSUM_HEX_LENGTHS.get(algo)
+    if not sep or want is None:
+        raise ValueError(f"Invalid checksum format: {value!r}: expected <algorithm>:<hex digest> with algorithm "
+                         f"one of {', '.join(CHECKSUM_HEX_LENGTHS)}")
+    if len(digest) != want or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"Invalid checksum format: {value!r}: a {algo} digest is {want} hexadecimal characters")
+    return algo, digest
+
 
 def simplify_message(message: str) -> str:
     """CDI simplifyKnownMessage: capacity failures read the same whatever layer noticed them."""

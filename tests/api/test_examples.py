@@ -52,6 +52,22 @@ def test_datavolume_with_a_scheme_less_url_is_refused_naming_the_field(kubectl: 
     assert "dv-ann created" in kubectl.create(fixed).stdout
 
 
+@pytest.mark.parametrize("checksum,why", [("crc32:1234abcd", "algorithm one of md5, sha1, sha256, sha512"),
+                                          ("sha256:abc", "a sha256 digest is 64 hexadecimal characters"),
+                                          ("md5:" + "z" * 32, "a md5 digest is 32 hexadecimal characters")])
+def test_a_malformed_checksum_is_refused_at_admission(kubectl: Kubectl, checksum: str, why: str) -> None:
+    """CDI's webhook: "Invalid checksum format", before anything is downloaded."""
+    dv = {"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {"name": "ck"},
+          "spec": {"source": {"http": {"url": "http://example.com/disk.img", "checksum": checksum}},
+                   "storage": {"resources": {"requests": {"storage": "1Gi"}}}}}
+    res = kubectl.run("create", "-f", "-", input=yaml.safe_dump(dv), check=False)
+    assert res.returncode != 0 and "spec.source.http.checksum" in res.stderr, res.stderr
+    assert "Invalid checksum format" in res.stderr and why in res.stderr
+    dv["spec"]["source"]["http"]["checksum"] = " SHA256:" + "A" * 64  # trimmed, any case: accepted
+    assert "ck created" in kubectl.create(dv).stdout
+    kubectl.run("delete", "dv", "ck")
+
+
 @pytest.mark.parametrize("name", [m for m in MANIFESTS if m not in HCO_EXAMPLES and not m.startswith(("01-", "11-"))])
 def test_every_example_is_created_verbatim(kubectl: Kubectl, name: str) -> None:
     """Each seed manifest is accepted as written (in the test's namespace when namespaced)."""

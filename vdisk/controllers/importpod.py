@@ -231,6 +231,16 @@ class ImportPodController:
             old = self.pvcs.get(ns, cdi.scratch_name(name))
             if old is not None:
                 return Result(requeue_after=0.5)  # the previous attempt's scratch claim is still going away
+        # the cache may not have seen the claim finish (its pod deleted just after Succeeded was written):
+        # a worker started now would import again over a finished disk
+        fresh = await self.client.get(PVC, name, namespace=ns)
+        if fresh is None:
+            return None
+        pvc = fresh
+        live = _ann(pvc)
+        if live.get(cdi.ANN_POD_PHASE) == "Succeeded" or live.get(cdi.ANN_FATAL_ERROR) == "true" or \
+                meta(pvc).get("deletionTimestamp"):
+            return None
         pvc = await self._annotate(pvc, {self.POD_ANNOTATION: pod_name})
         try:
             pod = await self.client.create(POD, self._pod(pvc, pod_name, scratch), namespace=ns)

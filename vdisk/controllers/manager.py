@@ -95,6 +95,13 @@ async def run_controllers(kubeconfig: Path, stop: asyncio.Event, upload_proxy_ur
         async with asyncio.TaskGroup() as tg:
             for inf in informers.all():
                 tg.create_task(inf.run())
+            # client-go's WaitForCacheSync: a reconcile against a half-filled cache decides wrongly (a
+            # claim rendered with a default overhead, an importer started again for a finished claim)
+            try:
+                async with asyncio.timeout(60):
+                    await asyncio.gather(*(inf.synced.wait() for inf in informers.all()))
+            except TimeoutError:
+                log.warning("informer caches not synced after 60 s; starting controllers anyway")
             for c in controllers:
                 tg.create_task(c.run())
             log.info("controllers running count=%d", len(controllers))

@@ -67,6 +67,13 @@ class ChecksumMismatch(DataplaneError):
                          f"got {algorithm}:{actual}")
 
 
+class InvalidChecksum(DataplaneError):
+    """A checksum that cannot be checked: retrying cannot help."""
+
+    fatal = True
+    reason = "ChecksumError"
+
+
 class ScratchRequired(DataplaneError):
     reason = "ScratchSpaceRequired"
 

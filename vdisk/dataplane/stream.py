@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..cdi import parse_checksum
 from .decompress import close_reader, decoding_reader
-from .errors import ChecksumMismatch, DataplaneError, FormatError
+from .errors import ChecksumMismatch, DataplaneError, InvalidChecksum
 from .target import AlignedBuffer, Target, ZeroDetector
 
 CHUNK = 8 * 1024 * 1024
@@ -39,11 +40,10 @@ class Checksum:
     ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
 
     def __init__(self, spec: str):
-        algo, _, digest = spec.partition(":")
-        algo = algo.lower()
-        if algo not in self.ALGORITHMS or not digest:
-            raise FormatError(f"invalid checksum {spec!r}: expected <algorithm>:<hex>, algorithm one of "
-                              f"{', '.join(self.ALGORITHMS)}")
+        try:
+            algo, digest = parse_checksum(spec)
+        except ValueError as exc:
+            raise InvalidChecksum(str(exc)) from None
         self.algorithm = algo
         self.expected = digest.lower()
         self._h = hashlib.new(algo)

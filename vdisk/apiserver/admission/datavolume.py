@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...cdi import parse_checksum
 from ...quantity import Quantity, QuantityError
 from ..errors import FieldError, cause
 from . import CREATE, UPDATE, Request, validator
@@ -130,6 +131,11 @@ def _spec_causes(spec: Obj, req: Request) -> list[FieldError]:
         problem = _url_problem(str((source[kind] or {}).get("url") or ""), kind)
         if problem:
             return [cause(f"spec.source.{kind}.url", f"spec.source {problem}")]
+    if kind == "http" and (source["http"] or {}).get("checksum"):
+        try:
+            parse_checksum(str(source["http"]["checksum"]))
+        except ValueError as exc:
+            return [cause("spec.source.http.checksum", str(exc))]
     if kind in ("pvc", "snapshot") and not (source[kind] or {}).get("name"):
         return [cause(f"spec.source.{kind}", f"spec.source.{kind} source {kind.upper()} is not valid")]
     if kind == "imageio":
