@@ -5,8 +5,9 @@ reconcileStorageClass, reconcileDefaultPodResourceRequirements) and the operator
 `CDI.spec.config` into `CDIConfig.spec` when CDI carries `cdi.kubevirt.io/configAuthority`.
 
 The seed sets two defaults that differ from current CDI: filesystem overhead 0.055 (R13) and worker
-pod requests/limits of 0, i.e. none (R15). An invalid overhead fails the reconcile with an event and
-leaves the published overhead unchanged, as CDI does.
+pod requests/limits of 0, i.e. none (R15). As CDI: an invalid global overhead falls back to the default
+(with a Warning event); an invalid value for an existing StorageClass fails the reconcile with an event
+and leaves the published status unchanged.
 """
 
 from __future__ import annotations
@@ -43,20 +44,22 @@ def default_storage_class(classes: list[Obj]) -> str:
 
 
 def filesystem_overhead(spec: Obj, classes: list[Obj]) -> Obj:
-    """status.filesystemOverhead: the global value and one entry per StorageClass. Raises Terminal if invalid."""
+    """status.filesystemOverhead (CDI reconcileFilesystemOverhead): an invalid global falls back to the
+    default; an invalid value for an existing StorageClass fails the reconcile (raises Terminal)."""
     fo = spec.get("filesystemOverhead") or {}
     glob = fo.get("global") or DEFAULT_OVERHEAD
     if not OVERHEAD_RE.match(str(glob)):
-        raise Terminal("InvalidFilesystemOverhead", f"invalid global filesystem overhead {glob!r}: must be a "
-                       "number between 0 and 1 with at most 3 decimals")
+        glob = DEFAULT_OVERHEAD
     per_class = fo.get("storageClass") or {}
-    for name, value in per_class.items():
-        if not OVERHEAD_RE.match(str(value)):
+    out: dict[str, str] = {}
+    for sc in classes:
+        name = sc["metadata"]["name"]
+        value = per_class.get(name)
+        if value is not None and not OVERHEAD_RE.match(str(value)):
             raise Terminal("InvalidFilesystemOverhead", f"invalid filesystem overhead {value!r} for storage class "
                            f"{name}: must be a number between 0 and 1 with at most 3 decimals")
-    return {"global": str(glob),
-            "storageClass": {sc["metadata"]["name"]: str(per_class.get(sc["metadata"]["name"], glob))
-                             for sc in classes}}
+        out[name] = str(value if value is not None else glob)
+    return {"global": str(glob), "storageClass": out}
 
 
 def scratch_space_class(spec: Obj, classes: list[Obj]) -> str:
@@ -121,6 +124,11 @@ class CDIConfigController:
             spec = config.get("spec") or {}
         classes = self.storageclasses.list()
         current = config.get("status") or {}
+        glob = ((spec.get("filesystemOverhead") or {}).get("global"))
+        if glob and not OVERHEAD_RE.match(str(glob)):  # repeats aggregate into one event's count
+            await self.events.event(config, "Warning", "InvalidFilesystemOverhead",
+                                    f"invalid global filesystem overhead {glob!r}: must be a number between 0 and 1 "
+                                    f"with at most 3 decimals; using the default {DEFAULT_OVERHEAD}")
         try:
             status = compute_status(spec, classes, current, self.upload_proxy_url)
         except Terminal as exc:

@@ -67,6 +67,13 @@ class ChecksumMismatch(DataplaneError):
                          f"got {algorithm}:{actual}")
 
 
+class UnsupportedSource(DataplaneError):
+    """A source this importer cannot read at all (e.g. an oci-archive:// registry URL): retrying cannot help."""
+
+    fatal = True
+    reason = "ErrImportFailed"
+
+
 class InvalidChecksum(DataplaneError):
     """A checksum that cannot be checked: retrying cannot help."""
 

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .decompress import close_reader, decoding_reader
-from .errors import AuthError, DataplaneError, FormatError, SourceError
+from .errors import AuthError, DataplaneError, FormatError, SourceError, UnsupportedSource
 from .http import HttpSpec, HttpStream, fetch_small
 from .sniff import CONVERTIBLE, detect
 from .stream import CountingReader, ReaderFile
@@ -53,12 +53,21 @@ class ImageRef:
     reference: str
 
 
+DOCKER_HUB = "registry-1.docker.io"
+
+
 def parse_url(url: str) -> ImageRef:
     if not url.startswith("docker://"):
-        raise SourceError(f"Illegal registry source URL scheme {url}")
+        raise UnsupportedSource(f"Illegal registry source URL scheme {url}: vdisk imports docker:// images")
     rest = url[len("docker://"):]
-    host, _, path = rest.partition("/")
-    if not path:
+    first, _, remainder = rest.partition("/")
+    # containers/image's normalisation: the first part names a registry only if it looks like a host
+    # (a dot, a port, or localhost); otherwise the image is on Docker Hub, single names under library/
+    if remainder and ("." in first or ":" in first or first == "localhost"):
+        host, path = first, remainder
+    else:
+        host, path = DOCKER_HUB, rest if remainder else f"library/{rest}"
+    if not path or path.startswith(("/", ":", "@")) or not first:
         raise SourceError(f"invalid registry image reference {url}: no repository")
     if "@" in path:
         repo, _, ref = path.partition("@")
@@ -73,8 +82,10 @@ class RegistryClient:
     def __init__(self, spec: RegistrySpec):
         self.spec = spec
         self.ref = parse_url(spec.url)
-        self.insecure = self.ref.host in spec.insecure_registries or \
-            self.ref.host.split(":")[0] in spec.insecure_registries
+        names = {self.ref.host, self.ref.host.split(":")[0]}
+        if self.ref.host == DOCKER_HUB:
+            names |= {"docker.io", "index.docker.io"}
+        self.insecure = bool(names & set(spec.insecure_registries))
         self.scheme = "https"
         self._auth: str | None = None
 
