@@ -312,8 +312,10 @@ class DataVolumeController:
             await self._recorder(dv).event(dv, "Warning", "ErrClaimLost", f"PVC {claim} lost")
         elif phase == "Failed" and old.get("phase") != "Failed":
             running = cond(new, "Running")
-            await self._recorder(dv).event(dv, "Warning", running.get("reason") or "ImportFailed",
-                                    running.get("message") or f"Failed to import into PVC {claim}")
+            await self._recorder(dv).event(dv, "Warning", "ImportFailed", f"Failed to import into PVC {claim}")
+            if running.get("message"):  # what went wrong, in an event too (the condition may change later)
+                await self._recorder(dv).event(dv, "Warning", running.get("reason") or "ImportFailed",
+                                               running["message"])
         orun, nrun = cond(old, "Running"), cond(new, "Running")
         if nb.get("reason") == "CreatingScratchSpace":
             return  # the worker waits for its scratch claim: expected, not worth a warning

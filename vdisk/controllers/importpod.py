@@ -90,7 +90,7 @@ def running_from_pod(pod: Obj) -> tuple[str, str, str]:
     waiting = state.get("waiting") or {}
     reason = waiting.get("reason", "")
     if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
-        return "false", "ImagePullFailed", f"failed to pull image: {st.get('image', '')}: {waiting.get('message', '')}"
+        return "false", "ImagePullFailed", f"failed to pull image: {st.get('image', '')}"  # CDI's text (details: the pod)
     last = (st.get("lastState") or {}).get("terminated")
     if reason == "CrashLoopBackOff" and last:
         return "false", last.get("reason", "Error"), termination_text(last.get("message", ""))
@@ -407,7 +407,8 @@ class ImportPodController:
             term = termination(final.get("message", ""))
             if final.get("exitCode") == 0 and term.get("scratchSpaceRequired"):
                 changes.update({cdi.ANN_REQUIRES_SCRATCH: "true", cdi.ANN_POD_PHASE: None,
-                                cdi.ANN_RUNNING_REASON: MSG_SCRATCH, cdi.ANN_RUNNING_MESSAGE: str(term.get("message"))})
+                                cdi.ANN_RUNNING_REASON: MSG_SCRATCH,
+                                cdi.ANN_RUNNING_MESSAGE: "scratch space required and none found"})
                 await self._annotate(pvc, changes)
                 await self._owner_event(pvc, "Normal", "ScratchSpaceRequired",
                                         f"Import into {name} continues with scratch space: {term.get('message')}")
