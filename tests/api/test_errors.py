@@ -73,7 +73,7 @@ def test_invalid_values_are_422_with_causes_naming_fields(http: httpx.Client, na
     r = http.post(dvs(namespace), json={**DV, "spec": {"pvc": DV["spec"]["pvc"]}})
     body = assert_status(r, 422, "Invalid")
     assert body["details"]["causes"] == [{"reason": "FieldValueInvalid",
-                                          "message": "Data volume should have either Source or SourceRef",
+                                          "message": "Data volume should have either Source or SourceRef, or be externally populated",
                                           "field": "spec.source"}]
     assert body["details"]["kind"] == "DataVolume" and body["details"]["name"] == "dv1"
     r = http.post(dvs(namespace), json={**DV, "spec": {**DV["spec"], "source": {"blank": {}, "upload": {}}}})

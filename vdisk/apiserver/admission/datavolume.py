@@ -93,7 +93,7 @@ def _spec_causes(spec: Obj, req: Request) -> list[FieldError]:
                 return [cause("spec.storage.accessModes", f'Unsupported value: "{mode}": supported values: '
                               '"ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"')]
     if (source is None) == (source_ref is None):
-        return [cause("spec.source", "Data volume should have either Source or SourceRef")]
+        return [cause("spec.source", "Data volume should have either Source or SourceRef, or be externally populated")]
     if source_ref is not None:
         if not source_ref.get("kind"):
             return [cause("spec.sourceRef.kind", "Missing sourceRef kind")]
@@ -137,7 +137,8 @@ def _spec_causes(spec: Obj, req: Request) -> list[FieldError]:
         except ValueError as exc:
             return [cause("spec.source.http.checksum", str(exc))]
     if kind in ("pvc", "snapshot") and not (source[kind] or {}).get("name"):
-        return [cause(f"spec.source.{kind}", f"spec.source.{kind} source {kind.upper()} is not valid")]
+        path = "spec.source.PVC" if kind == "pvc" else "spec.source.Snapshot"  # CDI's field paths, verbatim
+        return [cause(path, f"{path} source {'PVC' if kind == 'pvc' else 'snapshot'} is not valid")]
     if kind == "imageio":
         io = source["imageio"]
         if not io.get("secretRef") or not io.get("diskId") or not (io.get("certConfigMap") or
