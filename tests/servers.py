@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import gzip
 import hashlib
@@ -463,9 +464,11 @@ class Relay:
 
 
 @contextmanager
-def cutting_relay(target_port: int, cut_after: int, cuts: int = 1) -> Iterator[Relay]:
+def cutting_relay(target_port: int, cut_after: int, cuts: int = 1, busy: int = 0) -> Iterator[Relay]:
     """A TCP relay to 127.0.0.1:`target_port` that drops its first `cuts` connections once `cut_after`
-    bytes went upstream on them (TLS passes through untouched): a network failure mid-upload."""
+    bytes went upstream on them (TLS passes through untouched): a network failure mid-upload. With
+    `busy`, the first `busy` connections get a plain-HTTP 503 with Retry-After instead (an upload proxy
+    whose upload server is restarting)."""
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))
@@ -497,11 +500,20 @@ def cutting_relay(target_port: int, cut_after: int, cuts: int = 1) -> Iterator[R
                     pass
 
     def accept() -> None:
+        nonlocal busy
         while not stop.is_set():
             try:
                 client, _ = srv.accept()
             except OSError:
                 return
+            if busy > 0:
+                busy -= 1
+                with contextlib.suppress(OSError):
+                    client.recv(65536)
+                    client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 26\r\n"
+                                   b"Connection: close\r\n\r\nupload server is not ready")
+                client.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", target_port))
             with lock:
                 cut = relay.cuts > 0

@@ -180,3 +180,17 @@ def test_a_lost_finish_answer_is_recovered(server: tuple[str, Path], images: Ima
     while not disk.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert qemu_img.compare(str(disk), str(images.raw), "raw", "raw")
+
+
+def test_a_busy_proxy_is_waited_for(server: tuple[str, Path], images: Images) -> None:
+    """503 with Retry-After (the proxy while the upload server restarts) is retried, not fatal; the
+    upload then goes through whole."""
+    from tests.servers import cutting_relay
+
+    url, disk = server
+    port = int(url.rsplit(":", 1)[1])
+    with cutting_relay(port, cut_after=1 << 62, cuts=0, busy=2) as relay:
+        up = Uploader(f"http://127.0.0.1:{relay.port}", lambda refresh: "t", headers={"X-Vdisk-Upload-Key": "k3y"})
+        up.upload(images.raw, retries=3)
+    assert up.stats.attempts == 3 and up.stats.sent < images.size  # retried, still sparse (not CDI's POST)
+    assert qemu_img.compare(str(disk), str(images.raw), "raw", "raw")
