@@ -35,7 +35,7 @@ from .http import HttpSpec, HttpStream
 from .progress import ProgressFile
 from .registry import RegistrySpec
 from .sniff import COMPRESSIONS, CONVERTIBLE, HEADER_SIZE, detect
-from .stream import Checksum, CountingReader, Reader, ReaderFile, stream_to_target
+from .stream import Checksum, CountingReader, PrefixedReader, Reader, ReaderFile, read_upto, stream_to_target
 from .target import AlignedBuffer, Target, is_block, preallocate
 
 log = logging.getLogger(__name__)
@@ -194,34 +194,6 @@ def _finish_disk(vol: Volume, target: Target, virtual_size: int) -> str:
     return "" if mode == "none" else mode
 
 
-class _PrefixedReader:
-    """A Reader whose first bytes were already read for sniffing."""
-
-    def __init__(self, prefix: bytes, inner: Reader):
-        self.prefix = prefix
-        self.inner = inner
-
-    def readinto(self, buf: memoryview) -> int:
-        if self.prefix:
-            n = min(len(buf), len(self.prefix))
-            buf[:n] = self.prefix[:n]
-            self.prefix = self.prefix[n:]
-            return n
-        return self.inner.readinto(buf)
-
-
-def _read_prefix(stream: Reader, size: int) -> bytes:
-    buf = bytearray(size)
-    view = memoryview(buf)
-    got = 0
-    while got < size:
-        n = stream.readinto(view[got:])
-        if n == 0:
-            break
-        got += n
-    return bytes(buf[:got])
-
-
 def _inner_format(prefix: bytes) -> tuple[str, str | None]:
     """(disk format, compression or None) from the first bytes, peeling one compression layer."""
     outer = detect(prefix)
@@ -241,7 +213,7 @@ def import_http(spec: HttpSpec, vol: Volume, *, checksum: str | None = None, con
     stream.probe()
     stream.open()
     try:
-        prefix = _read_prefix(stream, SNIFF_BYTES)
+        prefix = read_upto(stream, SNIFF_BYTES)
         if len(prefix) < HEADER_SIZE and content_type != "archive":
             raise FormatError("could not process image header: the source is shorter than 512 bytes")
         fmt, compression = _inner_format(prefix)
@@ -250,7 +222,7 @@ def import_http(spec: HttpSpec, vol: Volume, *, checksum: str | None = None, con
         total = stream.length
         if content_type == "archive":
             on_src = _source_counter(report, total, "TransferDataDir")
-            return _import_archive(_PrefixedReader(prefix, stream), vol, compression, checksum, on_src)
+            return _import_archive(PrefixedReader(prefix, stream), vol, compression, checksum, on_src)
         if fmt in CONVERTIBLE:
             if compression is None and stream.accepts_ranges and stream.length and checksum is None:
                 stream.close()
@@ -258,10 +230,10 @@ def import_http(spec: HttpSpec, vol: Volume, *, checksum: str | None = None, con
             why = ("the image is compressed" if compression else "the server does not support range requests"
                    if not stream.accepts_ranges else "a checksum must be verified on the whole download")
             on_src = _source_counter(report, total, "TransferScratch", 0.0, 50.0)
-            return _convert_via_scratch(_PrefixedReader(prefix, stream), vol, fmt, compression, checksum, why,
+            return _convert_via_scratch(PrefixedReader(prefix, stream), vol, fmt, compression, checksum, why,
                                         on_src, report)
         on_src = _source_counter(report, total, "TransferDataFile")
-        return _stream_raw(_PrefixedReader(prefix, stream), vol, compression, checksum, on_src)
+        return _stream_raw(PrefixedReader(prefix, stream), vol, compression, checksum, on_src)
     finally:
         stream.close()
 
@@ -271,14 +243,14 @@ def import_registry(spec: RegistrySpec, vol: Volume, *, report: Reporter | None 
     rep = report or ProgressFile(None)
 
     def consume(fmt: str, reader: Reader, size: int) -> ImportResult:
-        prefix = _read_prefix(reader, SNIFF_BYTES)
+        prefix = read_upto(reader, SNIFF_BYTES)
         inner, compression = _inner_format(prefix)
         if inner in CONVERTIBLE:
             on_src = _source_counter(rep, size, "TransferScratch", 0.0, 50.0)
-            return _convert_via_scratch(_PrefixedReader(prefix, reader), vol, inner, compression, None,
+            return _convert_via_scratch(PrefixedReader(prefix, reader), vol, inner, compression, None,
                                         "a registry layer can only be read from start to end", on_src, rep)
         on_src = _source_counter(rep, size, "TransferDataFile")
-        return _stream_raw(_PrefixedReader(prefix, reader), vol, compression, None, on_src)
+        return _stream_raw(PrefixedReader(prefix, reader), vol, compression, None, on_src)
 
     rep.update(0.0, phase="Pull", force=True)
     result: ImportResult = registry.find_disk(spec, consume)

@@ -25,7 +25,7 @@ from .decompress import close_reader, decoding_reader
 from .errors import AuthError, DataplaneError, FormatError, SourceError, UnsupportedSource
 from .http import HttpSpec, HttpStream, fetch_small
 from .sniff import CONVERTIBLE, detect
-from .stream import CountingReader, ReaderFile
+from .stream import CountingReader, PrefixedReader, ReaderFile
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def find_disk(spec: RegistrySpec, consume: Callable[[str, Any, int], Any],
             head = bytearray(4096)
             n = stream.readinto(memoryview(head))
             compression = _layer_compression(layer, bytes(head[:n]))
-            source = CountingReader(_PrefixReader(bytes(head[:n]), stream), None, progress)
+            source = CountingReader(PrefixedReader(bytes(head[:n]), stream), None, progress)
             data = decoding_reader(compression, source) if compression else source
             try:
                 with tarfile.open(fileobj=ReaderFile(data), mode="r|") as tar:  # type: ignore[call-overload]
@@ -236,7 +236,7 @@ def find_disk(spec: RegistrySpec, consume: Callable[[str, Any, int], Any],
                             continue
                         head = f.read(512)
                         fmt = detect(head)
-                        reader = _PrefixReader(head, _MemberReader(f))
+                        reader = PrefixedReader(head, _MemberReader(f))
                         log.info("registry disk found layer=%s file=%s format=%s size=%d", layer["digest"][:19],
                                  name, fmt, member.size)
                         return consume(fmt, reader, member.size)
@@ -248,20 +248,6 @@ def find_disk(spec: RegistrySpec, consume: Callable[[str, Any, int], Any],
                 close_reader(data)
             stream.close()
     raise DataplaneError(NOT_FOUND)
-
-
-class _PrefixReader:
-    def __init__(self, prefix: bytes, inner: Any):
-        self.prefix = prefix
-        self.inner = inner
-
-    def readinto(self, buf: memoryview) -> int:
-        if self.prefix:
-            n = min(len(buf), len(self.prefix))
-            buf[:n] = self.prefix[:n]
-            self.prefix = self.prefix[n:]
-            return n
-        return int(self.inner.readinto(buf))
 
 
 __all__ = ["CONVERTIBLE", "FormatError", "RegistrySpec", "find_disk", "parse_url"]

@@ -36,6 +36,35 @@ class StreamResult:
     source_bytes: int  # bytes read from the source (compressed)
 
 
+class PrefixedReader:
+    """A Reader whose first bytes were already read (for sniffing): they are replayed first."""
+
+    def __init__(self, prefix: bytes, inner: Reader):
+        self.prefix = memoryview(prefix)
+        self.inner = inner
+
+    def readinto(self, buf: memoryview) -> int:
+        if self.prefix:
+            n = min(len(buf), len(self.prefix))
+            buf[:n] = self.prefix[:n]
+            self.prefix = self.prefix[n:]
+            return n
+        return int(self.inner.readinto(buf))
+
+
+def read_upto(reader: Reader, n: int) -> bytes:
+    """Up to `n` bytes: fewer only at the end of the stream."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = reader.readinto(view[got:])
+        if k == 0:
+            break
+        got += k
+    return bytes(buf[:got])
+
+
 class Checksum:
     ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
 

@@ -33,7 +33,7 @@ from .errors import DataplaneError, FormatError, TooSmall
 from .importer import ImportResult, Reporter, Volume
 from .progress import ProgressFile
 from .sniff import COMPRESSIONS, CONVERTIBLE, HEADER_SIZE, detect
-from .stream import Reader, stream_to_target
+from .stream import PrefixedReader, Reader, read_upto, stream_to_target
 
 log = logging.getLogger(__name__)
 
@@ -71,32 +71,6 @@ class _Limited:
             self.left -= n
         self.count += n
         return n
-
-
-class _Prefixed:
-    def __init__(self, prefix: bytes, inner: Reader):
-        self.prefix = memoryview(prefix)
-        self.inner = inner
-
-    def readinto(self, buf: memoryview) -> int:
-        if self.prefix:
-            n = min(len(buf), len(self.prefix))
-            buf[:n] = self.prefix[:n]
-            self.prefix = self.prefix[n:]
-            return n
-        return self.inner.readinto(buf)
-
-
-def _read_upto(reader: Reader, n: int) -> bytes:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = reader.readinto(view[got:])
-        if k == 0:
-            break
-        got += k
-    return bytes(buf[:got])
 
 
 def qcow2_virtual_size(head: bytes) -> int | None:
@@ -353,8 +327,8 @@ def open_session(vol: Volume, head: bytes, total: int | None, content_type: str,
 
 def upload_prefix(reader: Reader) -> tuple[bytes, Reader]:
     """Read the sniffing prefix of a body; returns it and a reader that replays it first."""
-    head = _read_upto(reader, SNIFF)
-    return head, _Prefixed(head, reader)
+    head = read_upto(reader, SNIFF)
+    return head, PrefixedReader(head, reader)
 
 
 __all__ = ["DirectSession", "Extents", "PipeSession", "RangeError", "Session", "SessionFailed", "open_session",
