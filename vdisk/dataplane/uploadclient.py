@@ -173,61 +173,38 @@ class Uploader:
             raise exc from None
 
     def _send_range(self, f: int, start: int, length: int, total: int, uid: str) -> None:
-        """One PUT of [start, start+length) of the file, on a kept-alive connection (a sparse file is
-        many requests: a TLS handshake each would cost more than its data)."""
-        if self._keep is None:
-            self._keep = self._conn()
-        conn = self._keep
-        ok = False
-        try:
-            conn.putrequest("PUT", self.path, skip_accept_encoding=True)
-            conn.putheader("Authorization", self._bearer())
-            for name, value in self.headers.items():
-                conn.putheader(name, value)
-            conn.putheader("Content-Type", "application/octet-stream")
-            conn.putheader("Content-Length", str(length))
-            conn.putheader("Content-Range", f"bytes {start}-{start + length - 1}/{total}")
-            conn.putheader("X-Vdisk-Upload-Id", uid)
-            conn.endheaders()
-            sock = conn.sock
-            assert sock is not None
-            try:
-                self._send_body(sock, f, start, length, total)
-            except OSError as exc:
-                code, body = self._answer_after_send_error(conn, exc)
-                self._raise_for(code, body)
-                raise
-            resp = conn.getresponse()
-            body = resp.read()
-            ok = not resp.will_close
-            self._raise_for(resp.status, body, resp.getheader("Retry-After"))
-        finally:
-            if not ok:
-                conn.close()
-                self._keep = None
+        """One PUT of [start, start+length) of the file."""
+        self._put({"Content-Type": "application/octet-stream", "Content-Length": str(length),
+                   "Content-Range": f"bytes {start}-{start + length - 1}/{total}", "X-Vdisk-Upload-Id": uid},
+                  lambda sock: self._send_body(sock, f, start, length, total))
 
     def _send_extents(self, f: int, extents: list[tuple[int, int]], total: int, uid: str) -> None:
         """All data extents in one PUT, each framed as (offset u64, length u64, bytes)."""
+        def frames(sock: socket.socket) -> None:
+            for start, length in extents:
+                sock.sendall(struct.pack(">QQ", start, length))
+                self._send_body(sock, f, start, length, total)
+
+        self._put({"Content-Type": "application/x-vdisk-extents",
+                   "Content-Length": str(sum(16 + n for _, n in extents)),
+                   "X-Vdisk-Upload-Total": str(total), "X-Vdisk-Upload-Id": uid}, frames)
+
+    def _put(self, headers: dict[str, str], send: Callable[[socket.socket], None]) -> None:
+        """A PUT on a kept-alive connection (a sparse file is many requests: a TLS handshake each would
+        cost more than its data); `send` writes the body to the socket."""
         if self._keep is None:
             self._keep = self._conn()
         conn = self._keep
         ok = False
         try:
             conn.putrequest("PUT", self.path, skip_accept_encoding=True)
-            conn.putheader("Authorization", self._bearer())
-            for name, value in self.headers.items():
+            for name, value in {"Authorization": self._bearer(), **self.headers, **headers}.items():
                 conn.putheader(name, value)
-            conn.putheader("Content-Type", "application/x-vdisk-extents")
-            conn.putheader("Content-Length", str(sum(16 + n for _, n in extents)))
-            conn.putheader("X-Vdisk-Upload-Total", str(total))
-            conn.putheader("X-Vdisk-Upload-Id", uid)
             conn.endheaders()
             sock = conn.sock
             assert sock is not None
             try:
-                for start, length in extents:
-                    sock.sendall(struct.pack(">QQ", start, length))
-                    self._send_body(sock, f, start, length, total)
+                send(sock)
             except OSError as exc:
                 code, body = self._answer_after_send_error(conn, exc)
                 self._raise_for(code, body)
