@@ -41,6 +41,8 @@ def render_from_storage_profile(req: Request) -> None:
     if req.operation != CREATE or obj is None or \
             (obj["metadata"].get("labels") or {}).get(LABEL_APPLY_PROFILE) != "true":
         return
+    if any(o.get("kind") == "DataVolume" for o in obj["metadata"].get("ownerReferences") or []):
+        return  # a DataVolume's claim is rendered already (a label copied from the DV must not add twice)
     from ...controllers.dvrender import (  # pure: shared with the DV controller
         Cluster,
         RenderError,
