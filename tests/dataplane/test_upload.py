@@ -194,3 +194,23 @@ def test_a_busy_proxy_is_waited_for(server: tuple[str, Path], images: Images) ->
         up.upload(images.raw, retries=3)
     assert up.stats.attempts == 3 and up.stats.sent < images.size  # retried, still sparse (not CDI's POST)
     assert qemu_img.compare(str(disk), str(images.raw), "raw", "raw")
+
+
+def test_tokens_are_renewed_before_they_age_out(server: tuple[str, Path], images: Images,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upload tokens live 5 minutes and are checked on every request: a long upload of many requests asks
+    for a fresh one before the old one is refused, instead of spending its 401 retries."""
+    from vdisk.dataplane import uploadclient
+
+    url, disk = server
+    asked: list[bool] = []
+
+    def token(refresh: bool) -> str:
+        asked.append(refresh)
+        return "t"
+
+    up = Uploader(url, token, headers={"X-Vdisk-Upload-Key": "k3y"})
+    monkeypatch.setattr(uploadclient, "TOKEN_MAX_AGE", -1.0)  # every token is already "old"
+    up.upload(images.dir / "disk.qcow2", retries=1)
+    assert asked[0] is False and asked.count(True) >= 3  # status, data, finish: each with a fresh token
+    assert qemu_img.compare(str(disk), str(images.raw), "raw", "raw")
