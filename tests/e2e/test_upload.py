@@ -416,3 +416,28 @@ def test_preallocated_block_upload(cluster: Cluster, k: Kubectl, images: Images)
     backing = Path(f"/sys/block/{dev.name}/loop/backing_file").read_text().strip()
     assert os.stat(backing).st_blocks * 512 >= 128 * MIB
     assert k.json("get", "pvc", "pre")["metadata"]["annotations"]["cdi.kubevirt.io/storage.preallocation"] == "true"
+
+
+def test_a_scratch_claim_that_cannot_bind_is_explained(cluster: Cluster, k: Kubectl) -> None:
+    """R41: scratch from HCO's scratchSpaceStorageClass; when that class cannot provision, the DV's Bound
+    condition says why (the scratch claim's event), instead of a bare "Creating scratch space"."""
+    k.create({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "nopool-" + k.namespace},
+              "provisioner": "kubevirt.io.hostpath-provisioner", "parameters": {"storagePool": "missing"}})
+    hco = ["patch", "hco", "-n", "openshift-cnv", "kubevirt-hyperconverged", "--type", "merge", "-p"]
+    k.run(*hco, json.dumps({"spec": {"scratchSpaceStorageClass": "nopool-" + k.namespace}}), namespace=None)
+    try:
+        wait_for(lambda: k("get", "cdiconfig", "config", "-o", "jsonpath={.status.scratchSpaceStorageClass}",
+                           namespace=None) == "nopool-" + k.namespace, timeout=20, what="scratch class in CDIConfig")
+        k.create({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {"name": "noscratch"},
+                  "spec": {"source": {"upload": {}}, "storage": {"resources": {"requests": {"storage": "64Mi"}}}}})
+        bound = wait_for(lambda: (lambda m: m if "missing" in m else "")(k(
+            "get", "dv", "noscratch", "-o", "jsonpath={.status.conditions[?(@.type==\"Bound\")].message}")),
+            timeout=30, what="the scratch claim's failure on the DV")
+        assert bound.startswith("Creating scratch space: ")
+        assert k("get", "dv", "noscratch", "-o", "jsonpath={.status.phase}") == "UploadScheduled"
+    finally:
+        k.run(*hco, '{"spec":{"scratchSpaceStorageClass":null}}', namespace=None)
+        wait_for(lambda: k("get", "cdiconfig", "config", "-o", "jsonpath={.status.scratchSpaceStorageClass}",
+                           namespace=None) != "nopool-" + k.namespace, timeout=20, what="scratch class restored")
+        k.run("delete", "dv", "noscratch", "--wait=false", check=False)
+        k.run("delete", "storageclass", "nopool-" + k.namespace, namespace=None, check=False)

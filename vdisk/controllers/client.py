@@ -70,14 +70,14 @@ class Client:
                 return None
             raise
 
-    async def list(self, kind: Kind, namespace: str | None = None, labels: dict[str, Any] | None = None
-                   ) -> tuple[list[Obj], str]:
+    async def list(self, kind: Kind, namespace: str | None = None, labels: dict[str, Any] | None = None,
+                   fields: dict[str, Any] | None = None) -> tuple[list[Obj], str]:
         ns = namespace if kind.namespaced else None
         if kind.namespaced and ns is None:
             from lightkube.core.generic_client import ALL_NS
 
             ns = ALL_NS
-        it = self._lk.list(kind.resource, namespace=ns, labels=labels, chunk_size=500)
+        it = self._lk.list(kind.resource, namespace=ns, labels=labels, fields=fields, chunk_size=500)
         items = [_plain(o) async for o in it]
         return items, it.resourceVersion
 

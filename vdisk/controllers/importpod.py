@@ -21,7 +21,7 @@ from typing import Any
 from .. import cdi
 from ..quantity import Quantity, QuantityError
 from ..storage import ANN_SELECTED_NODE, meta, pv_node
-from .client import POD, PV, PVC, ApiError, Client
+from .client import EVENT, POD, PV, PVC, ApiError, Client
 from .dvrender import overhead_for
 from .runtime import Controller, EventRecorder, Informer, Key, Result, key_of
 
@@ -376,6 +376,20 @@ class ImportPodController:
                                            cdi.ANN_BOUND_MESSAGE: exc.status.message or "scratch space not created"})
                 raise
 
+    async def _scratch_waiting(self, ns: str, name: str) -> str:
+        """"Creating scratch space", with why the scratch claim is not bound yet when its events say so
+        (as CDI's UpdatePVCBoundConditionFromEvents): a claim that cannot bind is named, not silent."""
+        try:
+            events, _ = await self.client.list(EVENT, ns, fields={"involvedObject.name": cdi.scratch_name(name),
+                                                                  "involvedObject.kind": "PersistentVolumeClaim"})
+        except ApiError:
+            events = []
+        warnings = sorted((e for e in events if e.get("type") == "Warning"),
+                          key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        if warnings:
+            return f"Creating scratch space: {warnings[-1].get('message', '')}"
+        return "Creating scratch space"
+
     async def _mirror(self, pvc: Obj, pod: Obj) -> Result | None:
         ns, name = key_of(pvc)
         status = pod.get("status") or {}
@@ -399,7 +413,7 @@ class ImportPodController:
                 return Result(requeue_after=5.0)
         if wants_scratch and (scratch_pvc is None or (scratch_pvc.get("status") or {}).get("phase") != "Bound"):
             changes.update({cdi.ANN_BOUND: "false", cdi.ANN_BOUND_REASON: "CreatingScratchSpace",
-                            cdi.ANN_BOUND_MESSAGE: "Creating scratch space"})
+                            cdi.ANN_BOUND_MESSAGE: await self._scratch_waiting(ns, name)})
         elif _ann(pvc).get(cdi.ANN_BOUND_REASON) == "CreatingScratchSpace":
             changes.update({cdi.ANN_BOUND: "true", cdi.ANN_BOUND_REASON: None, cdi.ANN_BOUND_MESSAGE: None})
         final = _final_state(pod)
@@ -433,4 +447,6 @@ class ImportPodController:
         await self._annotate(pvc, changes)
         if final is not None and final.get("exitCode") == 0 and _ann(pvc).get(cdi.ANN_RETAIN_POD) != "true":
             await self.client.delete(POD, meta(pod)["name"], namespace=ns)
+        if changes.get(cdi.ANN_BOUND_REASON) == "CreatingScratchSpace":
+            return Result(requeue_after=5.0)  # the scratch claim's events are not watched: look again
         return None
