@@ -7,7 +7,7 @@ DEBS   := ca-certificates xfsprogs util-linux qemu-utils nbdkit zstd xz-utils ng
 # Load generator for the benchmarks (make bench).
 BENCH_DEBS := wrk curl
 
-.PHONY: up test deps venv bench lint clean
+.PHONY: up test deps venv links bench lint clean
 
 deps:
 	@tools/install-debs.sh $(DEBS)
@@ -20,7 +20,16 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-up: deps venv
+# `vdisk` and `virtctl` on the PATH (as links into the venv), unless something else already has the name
+BINDIR ?= /usr/local/bin
+links: venv
+	@for t in vdisk virtctl; do \
+	  if [ ! -e "$(BINDIR)/$$t" ] || readlink "$(BINDIR)/$$t" | grep -q '/$(VENV)/bin/'; then \
+	    ln -sfn "$(CURDIR)/$(VENV)/bin/$$t" "$(BINDIR)/$$t" 2>/dev/null || true; \
+	  fi; \
+	done
+
+up: deps venv links
 	$(VENV)/bin/vdisk up $(ARGS)
 
 test: deps venv

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -148,6 +149,9 @@ async def _run_server(args: argparse.Namespace, with_controllers: bool) -> int:
     print(f"  kubeconfig:  {kc_path}" + (f" (context 'vdisk' merged into {merged_into} and made current)"
                                           if merged_into else ""), flush=True)
     print(f"  try:         kubectl{'' if merged_into else f' --kubeconfig {kc_path}'} get namespaces", flush=True)
+    virtctl = shutil.which("virtctl") or str(Path(sys.executable).parent / "virtctl")
+    print(f"  upload:      {virtctl}{'' if merged_into else f' --kubeconfig {kc_path}'} image-upload dv NAME "
+          "--size=10Gi --image-path=FILE", flush=True)
     print("  stop:        Ctrl-C", flush=True)
     try:
         await stop.wait()
