@@ -54,6 +54,8 @@ LABEL_APP = "app"
 APP = "containerized-data-importer"
 LABEL_COMPONENT = "cdi.kubevirt.io"
 IMPORTER_LABEL = "importer"
+LABEL_APPLY_PROFILE = PREFIX + "applyStorageProfile"  # CDI renders such PVCs from the StorageProfile
+UPLOAD_KEY_HEADER = "X-Vdisk-Upload-Key"  # the upload proxy's proof to an upload server
 ANN_PROGRESS = "vdisk.io/progress"  # a worker's progress record, published on its pod by the node agent
 
 DEFAULT_OVERHEAD = 0.055

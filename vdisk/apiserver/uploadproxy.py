@@ -22,7 +22,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from ..cdi import upload_pod_name
+from ..cdi import (
+    ANN_POD_PHASE,
+    ANN_POD_READY,
+    ANN_PROGRESS,
+    ANN_UPLOAD_POD,
+    ANN_UPLOAD_TARGET,
+    upload_pod_name,
+)
+from ..cdi import UPLOAD_KEY_HEADER as KEY_HEADER
 from .uploadtoken import TokenError
 
 if TYPE_CHECKING:
@@ -32,12 +40,6 @@ log = logging.getLogger(__name__)
 
 PATHS = re.compile(r"^/v1(alpha|beta)1/upload(-async|-form|-form-async)?/?$")
 BEARER = re.compile(r"(?i)^Bearer\s+([A-Za-z0-9\-\._~\+\/]+=*)$")
-ANN_UPLOAD_TARGET = "cdi.kubevirt.io/storage.upload.target"
-ANN_POD_READY = "cdi.kubevirt.io/storage.pod.ready"
-ANN_POD_PHASE = "cdi.kubevirt.io/storage.pod.phase"
-ANN_UPLOAD_POD = "cdi.kubevirt.io/storage.uploadPodName"
-ANN_PROGRESS = "vdisk.io/progress"
-KEY_HEADER = "X-Vdisk-Upload-Key"
 FORWARDED = ("Content-Type", "Content-Range", "Content-Length", "X-Vdisk-Upload-Id", "X-Vdisk-Upload-Total")
 READY_WAIT = 10.0
 CHUNK = 1 << 20

@@ -18,20 +18,21 @@ from typing import Any
 
 import httpx
 
+from .. import cdi
 from ..dataplane.uploadclient import Uploader, UploadError
 from ..quantity import Quantity, QuantityError
 from .apiclient import API, APIError, ConfigError, Connection, load_connection
 
 Obj = dict[str, Any]
 
-ANN_UPLOAD_TARGET = "cdi.kubevirt.io/storage.upload.target"
-ANN_CONTENT_TYPE = "cdi.kubevirt.io/storage.contentType"
-ANN_POD_READY = "cdi.kubevirt.io/storage.pod.ready"
-ANN_POD_PHASE = "cdi.kubevirt.io/storage.pod.phase"
-ANN_FORCE_BIND = "cdi.kubevirt.io/storage.bind.immediate.requested"
-ANN_POD_RESTARTS = "cdi.kubevirt.io/storage.pod.restarts"
-ANN_RUNNING_MESSAGE = "cdi.kubevirt.io/storage.condition.running.message"
-LABEL_APPLY_PROFILE = "cdi.kubevirt.io/applyStorageProfile"
+ANN_UPLOAD_TARGET = cdi.ANN_UPLOAD_TARGET
+ANN_CONTENT_TYPE = cdi.ANN_CONTENT_TYPE
+ANN_POD_READY = cdi.ANN_POD_READY
+ANN_POD_PHASE = cdi.ANN_POD_PHASE
+ANN_FORCE_BIND = cdi.ANN_IMMEDIATE_BINDING
+ANN_POD_RESTARTS = cdi.ANN_POD_RESTARTS
+ANN_RUNNING_MESSAGE = cdi.ANN_RUNNING_MESSAGE
+LABEL_APPLY_PROFILE = cdi.LABEL_APPLY_PROFILE
 PROCESSING_TIMEOUT = 24 * 3600
 
 
@@ -269,8 +270,6 @@ class ImageUpload:
         deadline = time.monotonic() + self.args.wait_secs
         said_waiting = False
         while True:
-            pvc = self.api.get(self._pvc_path(name))
-            ann = (pvc or {}).get("metadata", {}).get("annotations") or {}
             if kind == "dv":
                 dv = self.api.get(self._dv_path(name)) or {}
                 phase = (dv.get("status") or {}).get("phase", "")
@@ -281,7 +280,8 @@ class ImageUpload:
                 if phase in ("WaitForFirstConsumer", "PendingPopulation") and not self.args.force_bind:
                     raise UsageError(f"cannot upload to DataVolume in {phase} phase, make sure the PVC is Bound, or "
                                      "use force-bind flag")
-            elif ann.get(ANN_POD_READY) == "true":
+            elif ((self.api.get(self._pvc_path(name)) or {}).get("metadata", {}).get("annotations") or {}).get(
+                    ANN_POD_READY) == "true":
                 return
             for ev in self._events(name):
                 if ev.get("reason") == "ProvisioningFailed" and "optimistic lock" not in ev.get("message", ""):

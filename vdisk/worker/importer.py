@@ -26,29 +26,20 @@ Termination message (/dev/termination-log), CDI's common.TerminationMessage as J
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 import traceback
 from pathlib import Path
-from typing import Any
 
 from ..dataplane.errors import DataplaneError, ScratchRequired
 from ..dataplane.http import HttpSpec, parse_header_lines
-from ..dataplane.importer import ImportResult, Volume, create_blank, import_http, import_registry
+from ..dataplane.importer import ImportResult, create_blank, import_http, import_registry
 from ..dataplane.progress import ProgressFile
 from ..dataplane.registry import RegistrySpec, parse_url
-from ..quantity import Quantity, QuantityError
+from .pod import DATA_DIR, progress_file, terminate, volume
 
 log = logging.getLogger("vdisk.worker.importer")
 
-DATA_DIR = Path("/data")
-BLOCK_DEVICE = Path("/dev/cdi-block-volume")
-SCRATCH_DIR = Path("/scratch")
-TERMINATION_LOG = Path("/dev/termination-log")
-DEFAULT_PROGRESS = Path("/dev/vdisk-progress")
-MESSAGE_LIMIT = 4000
 
 
 def _env(name: str, default: str = "") -> str:
@@ -76,23 +67,9 @@ def _headers() -> list[tuple[str, str]]:
     return parse_header_lines(lines)
 
 
-def _volume() -> Volume:
-    path = BLOCK_DEVICE if BLOCK_DEVICE.exists() else DATA_DIR
-    if not path.exists():
-        raise DataplaneError(f"no target volume: neither {DATA_DIR} nor {BLOCK_DEVICE} is mounted")
-    try:
-        request = Quantity.parse(_env("IMPORTER_IMAGE_SIZE", "0") or "0").bytes
-    except QuantityError as exc:
-        raise DataplaneError(f"invalid IMPORTER_IMAGE_SIZE: {exc}") from exc
-    overhead = float(_env("FILESYSTEM_OVERHEAD", "0") or 0)
-    scratch = SCRATCH_DIR if SCRATCH_DIR.is_dir() else None
-    return Volume(path=path, request=int(request), overhead=0.0 if path == BLOCK_DEVICE else overhead,
-                  preallocation=_flag("PREALLOCATION"), scratch=scratch)
-
-
 def run_import(report: ProgressFile) -> ImportResult:
     source = _env("IMPORTER_SOURCE", "http")
-    vol = _volume()
+    vol = volume("IMPORTER_IMAGE_SIZE")
     user = _env("IMPORTER_ACCESS_KEY_ID") or None
     password = _env("IMPORTER_SECRET_KEY") or None
     if source == "none":
@@ -113,35 +90,24 @@ def run_import(report: ProgressFile) -> ImportResult:
     raise DataplaneError(f"unknown IMPORTER_SOURCE {source!r}: expected http, registry or none")
 
 
-def _terminate(message: dict[str, Any] | str) -> None:
-    text = message if isinstance(message, str) else json.dumps(message)
-    try:
-        TERMINATION_LOG.write_text(text[:MESSAGE_LIMIT])
-    except OSError:
-        pass
-    print(text, file=sys.stderr)
-
-
 def main() -> int:
-    progress_path = Path(_env("VDISK_PROGRESS_FILE")) if _env("VDISK_PROGRESS_FILE") else \
-        (DEFAULT_PROGRESS if DEFAULT_PROGRESS.exists() else None)
-    report = ProgressFile(progress_path)
+    report = progress_file()
     try:
         result = run_import(report)
     except ScratchRequired as exc:
         log.info("%s", exc.message)
-        _terminate({"message": exc.message, "scratchSpaceRequired": True})
+        terminate({"message": exc.message, "scratchSpaceRequired": True})
         return 0
     except DataplaneError as exc:
         log.error("import failed: %s", exc.message)
         if exc.fatal:
-            _terminate({"message": exc.message, "fatalError": True, "reason": exc.reason})
+            terminate({"message": exc.message, "fatalError": True, "reason": exc.reason})
             return 0
-        _terminate(exc.message)
+        terminate(exc.message)
         return 1
     except Exception as exc:  # a bug or an unexpected OS error: log it whole, report it short
         traceback.print_exc()
-        _terminate(f"Unable to process data: {exc}")
+        terminate(f"Unable to process data: {exc}")
         return 1
     if result.route != "archive" and DATA_DIR.is_dir() and (DATA_DIR / "disk.img").exists():
         os.chmod(DATA_DIR / "disk.img", 0o660)
@@ -149,7 +115,7 @@ def main() -> int:
     report.close()
     log.info("import complete route=%s format=%s virtual_size=%d data=%d preallocated=%s", result.route,
              result.format, result.virtual_size, result.data_written, result.preallocation_applied)
-    _terminate({"message": "Import Complete", "preallocationApplied": result.preallocation_applied,
+    terminate({"message": "Import Complete", "preallocationApplied": result.preallocation_applied,
                 "vdisk": {"route": result.route, "preallocation": result.preallocation, "format": result.format, "virtualSize": result.virtual_size,
                           "dataWritten": result.data_written}})
     return 0

@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import struct
-import sys
 import threading
 import time
 from http import HTTPStatus
@@ -35,23 +34,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..cdi import UPLOAD_KEY_HEADER as KEY_HEADER
 from ..dataplane import importer
 from ..dataplane.errors import DataplaneError, FormatError, TooSmall, UnsafeImage
 from ..dataplane.importer import Volume
 from ..dataplane.progress import ProgressFile
+from ..dataplane.stream import read_upto
 from ..dataplane.upload import RangeError, Session, open_session, upload_prefix
-from ..quantity import Quantity, QuantityError
+from .pod import progress_file, terminate, volume
 
 log = logging.getLogger("vdisk.worker.uploadserver")
 
-DATA_DIR = Path("/data")
-BLOCK_DEVICE = Path("/dev/cdi-block-volume")
-SCRATCH_DIR = Path("/scratch")
-TERMINATION_LOG = Path("/dev/termination-log")
-DEFAULT_PROGRESS = Path("/dev/vdisk-progress")
 UPLOAD_PATHS = re.compile(r"^/v1(alpha|beta)1/upload(-async|-form|-form-async|-archive)?/?$")
 RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-KEY_HEADER = "X-Vdisk-Upload-Key"
 
 
 class _BodyReader:
@@ -183,17 +178,6 @@ class _Frame:
         return n
 
 
-def _read_exact(body: Any, n: int) -> bytes:
-    buf = bytearray(n)
-    got = 0
-    while got < n:
-        k = body.readinto(memoryview(buf)[got:])
-        if not k:
-            break
-        got += k
-    return bytes(buf[:got])
-
-
 class UploadServer:
     def __init__(self, vol: Volume, content_type: str, key: str, report: ProgressFile):
         self.vol = vol
@@ -234,7 +218,7 @@ class UploadServer:
         sparse image's data extents in one request, holes never sent."""
         done = 0
         while True:
-            head = _read_exact(body, EXTENT_HEADER.size)
+            head = read_upto(body, EXTENT_HEADER.size)
             if not head:
                 return done
             if len(head) < EXTENT_HEADER.size:
@@ -441,29 +425,11 @@ def make_handler(server: UploadServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _volume() -> Volume:
-    # UPLOAD_TARGET / UPLOAD_SCRATCH: where the pod's volumes are when it runs outside a pod (tests)
-    path = Path(os.environ["UPLOAD_TARGET"]) if os.environ.get("UPLOAD_TARGET") else \
-        BLOCK_DEVICE if BLOCK_DEVICE.exists() else DATA_DIR
-    scratch = Path(os.environ.get("UPLOAD_SCRATCH") or SCRATCH_DIR)
-    try:
-        request = Quantity.parse(os.environ.get("UPLOAD_IMAGE_SIZE", "0") or "0").bytes
-    except QuantityError as exc:
-        raise DataplaneError(f"invalid UPLOAD_IMAGE_SIZE: {exc}") from exc
-    overhead = float(os.environ.get("FILESYSTEM_OVERHEAD", "0") or 0)
-    vol = Volume(path=path, request=int(request), overhead=overhead,
-                 preallocation=os.environ.get("PREALLOCATION", "").lower() == "true",
-                 scratch=scratch if scratch.is_dir() else None)
-    if vol.block:
-        vol.overhead = 0.0
-    return vol
-
-
 def main() -> int:
-    progress_path = Path(os.environ["VDISK_PROGRESS_FILE"]) if os.environ.get("VDISK_PROGRESS_FILE") else \
-        (DEFAULT_PROGRESS if DEFAULT_PROGRESS.exists() else None)
-    report = ProgressFile(progress_path)
-    vol = _volume()
+    report = progress_file()
+    # UPLOAD_TARGET / UPLOAD_SCRATCH: where the pod's volumes are when it runs outside a pod (tests)
+    vol = volume("UPLOAD_IMAGE_SIZE", Path(os.environ["UPLOAD_TARGET"]) if os.environ.get("UPLOAD_TARGET") else None,
+                 Path(os.environ["UPLOAD_SCRATCH"]) if os.environ.get("UPLOAD_SCRATCH") else None)
     if vol.block and vol.preallocation:
         # preallocating a device takes as long as writing it: do it before the pod is ready (virtctl
         # waits for readiness) rather than inside the first request, where the client would time out
@@ -483,13 +449,8 @@ def main() -> int:
     up.finished.wait()
     httpd.shutdown()
     httpd.server_close()
-    message = json.dumps(up.result or {"message": "Upload Complete"})
-    try:
-        TERMINATION_LOG.write_text(message)
-    except OSError:
-        pass
     report.close()
-    print(message, file=sys.stderr)
+    terminate(up.result or {"message": "Upload Complete"})
     return 0
 
 

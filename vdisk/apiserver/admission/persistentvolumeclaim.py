@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...cdi import LABEL_APPLY_PROFILE
 from ...quantity import Quantity, QuantityError
 from .. import errors
 from ..errors import FieldError, forbidden_field, invalid_value, not_supported, required
@@ -29,7 +30,6 @@ def default_storage_class(req: Request) -> str | None:
     return str(defaults[0]["metadata"]["name"])
 
 
-LABEL_APPLY_PROFILE = "cdi.kubevirt.io/applyStorageProfile"
 
 
 @mutator("", "persistentvolumeclaims")
