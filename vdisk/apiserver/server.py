@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc as pygc
 import logging
-import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from .auth import ANONYMOUS_PATHS, Attributes, Authorizer, TokenFile, User
 from .builtin import builtin_types
 from .gc import GarbageCollector
 from .handlers import dispatch, json_response
+from .metadata import generate_name
 from .openapi import OpenAPICache
 from .pki import PKI
 from .registry import Registry, ResourceType, Version
@@ -210,7 +210,7 @@ class APIServer:
         out["kind"] = rt.kind
         meta = dict(out.get("metadata") or {})
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + os.urandom(3).hex()[:5]
+            meta["name"] = generate_name(meta["generateName"])
         meta["namespace"] = ns
         meta["creationTimestamp"] = None
         out["metadata"] = meta

@@ -19,7 +19,6 @@ The result is a raw disk: `disk.img` sized to the volume less the filesystem ove
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import tarfile
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..cdi import usable_space
 from . import nbdkit, qemu_img, registry
 from .decompress import close_reader, decoding_reader, decompress_to_file, peek, tool_writes_files
 from .errors import ChecksumMismatch, DataplaneError, FormatError, ScratchRequired, TooSmall
@@ -80,8 +80,7 @@ class Volume:
         except OSError:
             held = 0
         free = st.f_bavail * st.f_frsize + held
-        available = min(free, self.request) if self.request else free
-        return (math.ceil(available / (1 + self.overhead)) // MIB) * MIB
+        return usable_space(self.overhead, min(free, self.request) if self.request else free)
 
 
 @dataclass(frozen=True)

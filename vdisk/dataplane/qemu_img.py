@@ -97,16 +97,6 @@ def convert(source: str, src_fmt: str, target: str, *, target_is_zero: bool, dir
         raise ToolError("qemu-img convert", code, err)
 
 
-def create_raw(path: str, size: int, preallocation: str | None = None) -> None:
-    cmd = ["qemu-img", "create", "-f", "raw"]
-    if preallocation:
-        cmd += ["-o", f"preallocation={preallocation}"]
-    cmd += [path, str(size)]
-    res = subprocess.run(cmd, capture_output=True)
-    if res.returncode != 0:
-        raise ToolError("qemu-img create", res.returncode, res.stderr.decode(errors="replace"))
-
-
 def compare(a: str, b: str, fmt_a: str | None = None, fmt_b: str | None = None) -> bool:
     cmd = ["qemu-img", "compare", "-q"]
     if fmt_a:

@@ -66,15 +66,13 @@ def read_upto(reader: Reader, n: int) -> bytes:
 
 
 class Checksum:
-    ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
-
     def __init__(self, spec: str):
         try:
             algo, digest = parse_checksum(spec)
         except ValueError as exc:
             raise InvalidChecksum(str(exc)) from None
         self.algorithm = algo
-        self.expected = digest.lower()
+        self.expected = digest
         self._h = hashlib.new(algo)
 
     def update(self, data: memoryview | bytes) -> None:

@@ -21,24 +21,22 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-import struct
 import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from . import importer
-from .decompress import peek
+from .decompress import _grow_pipe, peek
 from .errors import DataplaneError, FormatError, TooSmall
 from .importer import ImportResult, Reporter, Volume
 from .progress import ProgressFile
-from .sniff import COMPRESSIONS, CONVERTIBLE, HEADER_SIZE, detect
+from .sniff import COMPRESSIONS, CONVERTIBLE, HEADER_SIZE, detect, qcow2_virtual_size
 from .stream import PrefixedReader, Reader, read_upto, stream_to_target
 
 log = logging.getLogger(__name__)
 
 SNIFF = 64 * 1024
-PIPE_SIZE = 1 << 20
 
 
 class RangeError(DataplaneError):
@@ -71,13 +69,6 @@ class _Limited:
             self.left -= n
         self.count += n
         return n
-
-
-def qcow2_virtual_size(head: bytes) -> int | None:
-    """The virtual size in a qcow2 header (offset 24, big-endian u64), to refuse a too-large image early."""
-    if len(head) >= 32 and head[:4] == b"QFI\xfb":
-        return int(struct.unpack(">Q", head[24:32])[0])
-    return None
 
 
 class Session:
@@ -228,12 +219,7 @@ class PipeSession(Session):
         super().__init__(vol, total, report)
         self.kind = kind
         rfd, wfd = os.pipe()
-        try:
-            import fcntl
-
-            fcntl.fcntl(wfd, 1031, PIPE_SIZE)  # F_SETPIPE_SZ
-        except OSError:
-            pass
+        _grow_pipe(wfd)
         self._rfd, self._wfd = rfd, wfd
         self._aborted = threading.Event()
         self._error: BaseException | None = None
