@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,3 +96,23 @@ def pod_logs_when_done(k: Kubectl, name: str, timeout: float = 30) -> str:
 
 
 __all__ = ["Cluster", "cluster", "node_ready", "os", "pod_logs_when_done", "time"]
+
+
+@contextmanager
+def example14_loop_device(cluster: Cluster) -> Iterator[Path]:
+    """The seed's recipe for example 14 on node01: a 2 GiB file made with dd, attached with losetup, seen
+    by node01 as /dev/loop10 (a link to whichever device `losetup -f` gave); detached afterwards."""
+    backing = cluster.host_path("node01", "/var/loop10.img")
+    backing.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["dd", "if=/dev/zero", f"of={backing}", "bs=1M", "count=0", "seek=2048"], check=True,
+                   capture_output=True)
+    dev = subprocess.run(["losetup", "-f", "--show", str(backing)], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    link = cluster.host_path("node01", "/dev/loop10")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(dev)
+    try:
+        yield Path(dev)
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLES, Kubectl, start_vdisk, wait_for
-from tests.e2e.conftest import Cluster, node_ready, pod_logs_when_done
+from tests.e2e.conftest import Cluster, example14_loop_device, node_ready, pod_logs_when_done
 
 Obj = dict[str, Any]
 
@@ -234,27 +234,19 @@ def test_filesystem_expansion_grows_the_disk_image_keeping_the_overhead(cluster:
 
 def test_loop_device_pv_on_node01_from_the_seed_recipe(cluster: Cluster, k: Kubectl) -> None:
     """R22, example 14: dd + losetup on node01, a local Block PV at /dev/loop10, bound by a Block claim."""
-    backing = cluster.host_path("node01", "/var/loop10.img")
-    subprocess.run(["dd", "if=/dev/zero", f"of={backing}", "bs=1M", "count=0", "seek=2048"], check=True,
-                   capture_output=True)
-    dev = subprocess.run(["losetup", "-f", "--show", str(backing)], check=True, capture_output=True,
-                         text=True).stdout.strip()
-    link = cluster.host_path("node01", "/dev/loop10")
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.symlink_to(dev)  # node01's /dev/loop10 is whichever device losetup -f gave us
-    try:
-        k.run("delete", "pv", "local-block-pv10", "--ignore-not-found", check=False)
-        k("create", "-f", str(EXAMPLES / "14-local-block-pv.yaml"))
-        k.create(claim("iso", "2Gi", "local", mode="Block"))
-        assert bound(k, "iso")["spec"]["volumeName"] == "local-block-pv10"
-        k.create(pod("probe", "blockdev --getsize64 /dev/disk0", devices={"iso": "/dev/disk0"}))
-        assert pod_logs_when_done(k, "probe").strip() == str(2 * 1024**3)
-        assert k.json("get", "pod", "probe")["spec"]["nodeName"] == "node01"
-    finally:
-        k.run("delete", "pod", "probe", "--ignore-not-found", check=False)
-        k.run("delete", "pvc", "iso", "--ignore-not-found", check=False)
-        k.run("delete", "pv", "local-block-pv10", "--ignore-not-found", "--wait=false", check=False)
-        subprocess.run(["losetup", "-d", dev], check=False)
+    with example14_loop_device(cluster):
+        try:
+            k.run("delete", "pv", "local-block-pv10", "--ignore-not-found", check=False)
+            k("create", "-f", str(EXAMPLES / "14-local-block-pv.yaml"))
+            k.create(claim("iso", "2Gi", "local", mode="Block"))
+            assert bound(k, "iso")["spec"]["volumeName"] == "local-block-pv10"
+            k.create(pod("probe", "blockdev --getsize64 /dev/disk0", devices={"iso": "/dev/disk0"}))
+            assert pod_logs_when_done(k, "probe").strip() == str(2 * 1024**3)
+            assert k.json("get", "pod", "probe")["spec"]["nodeName"] == "node01"
+        finally:
+            k.run("delete", "pod", "probe", "--ignore-not-found", check=False)
+            k.run("delete", "pvc", "iso", "--ignore-not-found", check=False)
+            k.run("delete", "pv", "local-block-pv10", "--ignore-not-found", "--wait=false", check=False)
 
 
 def test_pods_run_log_and_report_exit_codes(cluster: Cluster, k: Kubectl) -> None:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, Kubectl, wait_for
-from tests.e2e.conftest import Cluster
+from tests.e2e.conftest import Cluster, example14_loop_device
 from tests.servers import MIB, Images, cutting_relay, write_pattern
 from vdisk.apiserver.uploadtoken import TokenSigner
 from vdisk.dataplane import qemu_img
@@ -117,33 +117,24 @@ def test_pvc_target_and_no_create_into_example_13(cluster: Cluster, k: Kubectl, 
 def test_loop_device_pv_on_node01_through_the_proxy_on_node00(cluster: Cluster, k: Kubectl,
                                                               images: Images) -> None:
     """R22, example 14: the upload server runs on node01, the proxy is node00's API server."""
-    backing = cluster.host_path("node01", "/var/loop10.img")
-    backing.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["dd", "if=/dev/zero", f"of={backing}", "bs=1M", "count=0", "seek=2048"], check=True,
-                   capture_output=True)
-    dev = subprocess.run(["losetup", "-f", "--show", str(backing)], check=True, capture_output=True,
-                         text=True).stdout.strip()
-    link = cluster.host_path("node01", "/dev/loop10")
-    link.parent.mkdir(parents=True, exist_ok=True)
-    link.unlink(missing_ok=True)
-    link.symlink_to(dev)
-    try:
-        k.run("delete", "pv", "local-block-pv10", "--ignore-not-found", namespace=None, check=False)
-        k("create", "-f", str(EXAMPLES / "14-local-block-pv.yaml"), namespace=None)
-        k.create({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {"name": "iso"},
-                  "spec": {"source": {"upload": {}},
-                           "pvc": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Block",
-                                   "storageClassName": "local", "resources": {"requests": {"storage": "2Gi"}}}}})
-        res = virtctl(cluster, k, f"dv iso --no-create --image-path={images.dir / 'disk.qcow2'}")
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert k("get", "pvc", "iso", "-o", "jsonpath={.spec.volumeName}") == "local-block-pv10"
-        assert same_prefix(Path(dev), images.raw, images.size)
-        events = k("get", "events", "-o", "json")
-        assert "cdi-upload-iso" in events and "node01" in events  # the upload server was scheduled on node01
-    finally:
-        k.run("delete", "dv", "iso", "--ignore-not-found", "--wait=true", check=False)
-        k.run("delete", "pv", "local-block-pv10", "--ignore-not-found", "--wait=false", namespace=None, check=False)
-        subprocess.run(["losetup", "-d", dev], check=False)
+    with example14_loop_device(cluster) as dev:
+        try:
+            k.run("delete", "pv", "local-block-pv10", "--ignore-not-found", namespace=None, check=False)
+            k("create", "-f", str(EXAMPLES / "14-local-block-pv.yaml"), namespace=None)
+            k.create({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {"name": "iso"},
+                      "spec": {"source": {"upload": {}},
+                               "pvc": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Block",
+                                       "storageClassName": "local", "resources": {"requests": {"storage": "2Gi"}}}}})
+            res = virtctl(cluster, k, f"dv iso --no-create --image-path={images.dir / 'disk.qcow2'}")
+            assert res.returncode == 0, res.stdout + res.stderr
+            assert k("get", "pvc", "iso", "-o", "jsonpath={.spec.volumeName}") == "local-block-pv10"
+            assert same_prefix(dev, images.raw, images.size)
+            events = k("get", "events", "-o", "json")
+            assert "cdi-upload-iso" in events and "node01" in events  # the upload server ran on node01
+        finally:
+            k.run("delete", "dv", "iso", "--ignore-not-found", "--wait=true", check=False)
+            k.run("delete", "pv", "local-block-pv10", "--ignore-not-found", "--wait=false", namespace=None,
+                  check=False)
 
 
 def test_a_cut_upload_resumes_where_it_stopped(cluster: Cluster, k: Kubectl, tmp_path: Path) -> None:
