@@ -270,11 +270,16 @@ def node_matches_workload(hpp: Obj, node: Obj) -> bool:
     return all(node_labels.get(k) == v for k, v in selector.items())
 
 
+TOPOLOGY_KEY = "topology.hostpath.csi/node"  # the HPP CSI driver's node topology key
+
+
 def pv_node(pv: Obj) -> str | None:
-    """The one node a local PV lives on (the first `In` value of its required node affinity), if any."""
+    """The one node a local PV lives on: its hostname/topology node affinity with a single value."""
     required = (((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required") or {})
     for term in required.get("nodeSelectorTerms") or []:
         for expr in term.get("matchExpressions") or []:
-            if expr.get("operator") == "In" and len(expr.get("values") or []) == 1:
-                return str(expr["values"][0])
+            if expr.get("key") in (TOPOLOGY_KEY, "kubernetes.io/hostname") and expr.get("operator") == "In":
+                values = expr.get("values") or []
+                if len(values) == 1:
+                    return str(values[0])
     return None

@@ -14,10 +14,10 @@ the request (HPP reports the whole pool), and expansion.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
+from ..cdi import usable_space
 from ..quantity import format_bytes
 from ..storage import (
     ANN_PROVISIONED_BY,
@@ -29,11 +29,13 @@ from ..storage import (
     OUR_PROVISIONERS,
     PROVISIONER_FINALIZER,
     PV_PROTECTION,
+    TOPOLOGY_KEY,
     annotations_of,
     claim_class,
     claim_request,
     meta,
     pool_of_class,
+    pv_node,
     volume_capacity,
     volume_mode,
 )
@@ -43,7 +45,6 @@ from .pools import BLOCK_IMAGE, Pool
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-TOPOLOGY_KEY = "topology.hostpath.csi/node"
 MIB = 1024 * 1024
 DISK_IMAGE = "disk.img"
 
@@ -60,23 +61,6 @@ def pv_pool(pv: Obj) -> str | None:
     if annotations_of(pv).get(ANN_PROVISIONED_BY) == LOCAL_BLOCK_PROVISIONER:
         return LOCAL_BLOCK_POOL
     return None
-
-
-def pv_node(pv: Obj) -> str | None:
-    """The node named by a PV's hostname/topology node affinity (our PVs have exactly one)."""
-    required = (((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required") or {})
-    for term in required.get("nodeSelectorTerms") or []:
-        for expr in term.get("matchExpressions") or []:
-            if expr.get("key") in (TOPOLOGY_KEY, "kubernetes.io/hostname") and expr.get("operator") == "In":
-                values = expr.get("values") or []
-                if len(values) == 1:
-                    return str(values[0])
-    return None
-
-
-def usable_size(overhead: float, size: int) -> int:
-    """CDI's GetUsableSpace: the disk image size that leaves the filesystem overhead free (pkg/util/util.go)."""
-    return (math.ceil(size / (1 + overhead)) // MIB) * MIB
 
 
 def desired_pv(pvc: Obj, sc: Obj, node: str, pool: Pool, host_path: str | None) -> Obj:
@@ -167,7 +151,7 @@ class VolumeStore:
             return
         disk = vdir / DISK_IMAGE
         if disk.exists():
-            host.grow_file(disk, usable_size(overhead, size))
+            host.grow_file(disk, usable_space(overhead, size))
 
     async def device(self, pool: Pool, pv_name: str) -> str:
         """The block device of a Block volume, attaching its loop device if needed (after a restart)."""
