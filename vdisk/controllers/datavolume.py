@@ -21,6 +21,7 @@ from typing import Any
 
 from .. import cdi
 from ..storage import meta
+from .cdiconfig import CONFIG_NAME
 from .client import DATAVOLUME, PVC, ApiError, Client
 from .dvrender import Cluster, RenderError, new_pvc, render_pvc_spec, source_kind
 from .runtime import Controller, EventRecorder, Informer, Key, Result, key_of, set_condition
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 HANDLED_SOURCES = ("http", "registry", "blank", "upload")
-CONFIG_NAME = "config"
 
 
 def _controller_uid(obj: Obj) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any
 from .. import cdi
 from ..quantity import Quantity, QuantityError
 from ..storage import ANN_SELECTED_NODE, meta, pv_node
+from .cdiconfig import CONFIG_NAME
 from .client import EVENT, POD, PV, PVC, ApiError, Client
 from .dvrender import overhead_for
 from .runtime import Controller, EventRecorder, Informer, Key, Result, key_of
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 IMPORTER_IMAGE = os.environ.get("VDISK_IMPORTER_IMAGE", "quay.io/vdisk/vdisk-importer:latest")
-CONFIG_NAME = "config"
 DATA_VOLUME, SCRATCH_VOLUME, CERT_VOLUME = "cdi-data-vol", "cdi-scratch-vol", "cdi-cert-vol"
 CERT_DIR = "/certs"
 # annotations that describe the claim itself and do not belong on its worker pod

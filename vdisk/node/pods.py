@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..controllers.client import POD, PV, PVC, ApiError, Kind
+from ..controllers.client import CONFIGMAP, POD, PV, PVC, SECRET, ApiError
 from ..controllers.runtime import Controller, Informer, Key, Result, key_of, now_rfc3339
 from ..dataplane.progress import read_progress
 from ..quantity import Quantity, QuantityError
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-SECRET = Kind("", "v1", "Secret", "secrets")
-CONFIGMAP = Kind("", "v1", "ConfigMap", "configmaps")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_BACKOFF = 300.0
 TERMINATION_LIMIT = 4096
